@@ -1,0 +1,45 @@
+// Every QEMU process this host process started, so none outlives it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Synchronous 'exit' handlers may only do synchronous work: a SIGKILL per PID is.
+  process.on('exit', () => {
+    for (const child of live) if (child.pid) safeKill(child.pid);
+  });
+}
+
+function safeKill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+// setpriv --pdeathsig makes the kernel kill QEMU if this process dies without running its exit hook (kill -9).
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path));
+
+/** Starts a tracked child; it is SIGKILLed when this process exits, however it exits. */
+export function spawnTracked(command: string, args: string[]): ChildProcess {
+  installExitHook();
+  const child = setpriv
+    ? spawn(setpriv, ['--pdeathsig', 'SIGKILL', '--', command, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+export function killTracked(child: ChildProcess): void {
+  if (child.pid && child.exitCode === null && child.signalCode === null) safeKill(child.pid);
+}
+
+export function liveProcessCount(): number {
+  return live.size;
+}

@@ -1,0 +1,105 @@
+// A VM spec becomes a QEMU command line here and nowhere else. Devices are data.
+import type { Accelerator, VmSpec } from './spec.js';
+
+export interface BootFiles {
+  kernel: string;
+  initramfs: string;
+  rootfs: string;
+}
+
+export interface RunFiles {
+  qmpSocket: string;
+  channelSocket: string;
+  consoleLog: string;
+}
+
+export type Device =
+  | { kind: 'root-disk'; path: string }
+  | { kind: 'channel'; name: string; socket: string }
+  | { kind: 'rng' }
+  | { kind: 'user-net' };
+
+/** Guest address on QEMU's user network (slirp): fixed, since every VM has a private one. */
+export const userNet = { guest: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
+export const channelPortName = 'fnvm.0';
+
+export function devicesFor(spec: VmSpec, boot: BootFiles, run: RunFiles): Device[] {
+  const devices: Device[] = [
+    { kind: 'root-disk', path: boot.rootfs },
+    { kind: 'channel', name: channelPortName, socket: run.channelSocket },
+    { kind: 'rng' },
+  ];
+  if (spec.network === 'outbound') devices.push({ kind: 'user-net' });
+  return devices;
+}
+
+export function kernelCmdline(spec: VmSpec): string {
+  const args = [
+    'console=ttyS0',
+    'quiet',
+    'panic=-1', // a dead agent (PID 1) panics the kernel, the guest reboots, and -no-reboot ends QEMU
+    'tsc_early_khz=2000000', // TCG: the fast PIT calibration fails ~1 boot in 3 and the guest hangs
+    'init_on_free=1', // freed pages are zero, so snapshots skip them
+    'mitigations=off',
+    'random.trust_cpu=on',
+    `fnvm.runtime=${spec.runtime}`,
+  ];
+  if (spec.network === 'outbound') args.push(`fnvm.net=${userNet.guest},${userNet.gateway}`);
+  return args.join(' ');
+}
+
+function deviceArgs(device: Device, index: number): string[] {
+  switch (device.kind) {
+    case 'root-disk':
+      return [
+        '-drive', `id=disk${index},file=${device.path},format=raw,if=none,readonly=on`,
+        '-device', `virtio-blk-device,drive=disk${index}`,
+      ];
+    case 'channel':
+      // QEMU connects to the host's listening socket: no waiting for a socket file to appear.
+      return [
+        '-device', 'virtio-serial-device,max_ports=2',
+        '-chardev', `socket,id=chan${index},path=${device.socket}`,
+        '-device', `virtserialport,chardev=chan${index},name=${device.name}`,
+      ];
+    case 'rng':
+      return ['-object', `rng-random,id=rng${index},filename=/dev/urandom`, '-device', `virtio-rng-device,rng=rng${index}`];
+    case 'user-net':
+      return ['-netdev', `user,id=net${index}`, '-device', `virtio-net-device,netdev=net${index}`];
+  }
+}
+
+/** The machine itself: board, accelerator, CPUs, memory, kernel, console log. */
+export function machineArgs(
+  accel: Accelerator,
+  shape: { vcpu: number; memoryMb: number },
+  boot: Omit<BootFiles, 'rootfs'>,
+  cmdline: string,
+  consoleLog: string,
+): string[] {
+  return [
+    '-M', 'microvm,acpi=on,pit=on,pic=on,rtc=on,isa-serial=on',
+    '-accel', accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-cpu', accel === 'kvm' ? 'host' : 'max',
+    '-smp', String(shape.vcpu),
+    '-m', String(shape.memoryMb),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-kernel', boot.kernel, '-initrd', boot.initramfs, '-append', cmdline,
+    '-chardev', `file,id=console,path=${consoleLog}`, '-serial', 'chardev:console',
+  ];
+}
+
+export function qemuArgs(spec: VmSpec, accel: Accelerator, boot: BootFiles, run: RunFiles): string[] {
+  const args = [
+    ...machineArgs(accel, spec, boot, kernelCmdline(spec), run.consoleLog),
+    '-chardev', `socket,id=qmp,path=${run.qmpSocket}`, '-mon', 'chardev=qmp,mode=control',
+  ];
+  devicesFor(spec, boot, run).forEach((device, index) => args.push(...deviceArgs(device, index)));
+  return args;
+}
+
+/** Boots only kernel + initramfs, which print a marker and power off: proves an accelerator works. */
+export function probeArgs(accel: Accelerator, boot: Omit<BootFiles, 'rootfs'>, consoleLog: string): string[] {
+  const cmdline = 'console=ttyS0 panic=-1 tsc_early_khz=2000000 fnvm.runtime=probe';
+  return machineArgs(accel, { vcpu: 1, memoryMb: 128 }, boot, cmdline, consoleLog);
+}

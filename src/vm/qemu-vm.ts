@@ -1,0 +1,242 @@
+// One QEMU microvm process and its lifecycle: starting -> running -> paused -> stopped, or failed.
+// Every transition happens in this class; the QEMU process is tracked by PID and always reaped.
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChannelTimeoutError, GuestChannel } from '../guest/channel.js';
+import type { PingResult } from '../guest/protocol.js';
+import { killTracked, spawnTracked } from './processes.js';
+import { qemuArgs, type BootFiles, type RunFiles } from './qemu-args.js';
+import { QmpClient } from './qmp.js';
+import type { Accelerator, VmSpec } from './spec.js';
+import { UnixListener } from './unix-listener.js';
+
+export type VmState = 'starting' | 'running' | 'paused' | 'stopped' | 'failed';
+
+export interface VmLaunch {
+  spec: VmSpec;
+  boot: BootFiles;
+  accel: Accelerator;
+  /** Directory for this host's per-VM sockets and console logs. */
+  runRoot: string;
+  /** How long the guest agent may take to answer its first ping. */
+  readyTimeoutMs?: number;
+}
+
+export interface Snapshot {
+  path: string;
+  spec: VmSpec;
+  accel: Accelerator;
+  boot: BootFiles;
+  bytes: number;
+}
+
+export class VmError extends Error {
+  override name = 'VmError';
+}
+
+const qemuBinary = 'qemu-system-x86_64';
+
+export class QemuVm {
+  readonly id = randomUUID();
+  private stateValue: VmState = 'starting';
+  private failureReason: string | null = null;
+  private readonly failureListeners: Array<(reason: string) => void> = [];
+  private watchdog: NodeJS.Timeout | undefined;
+  private exited: Promise<void>;
+  channel!: GuestChannel;
+  private qmp!: QmpClient;
+
+  private constructor(
+    readonly launch: VmLaunch,
+    private readonly process: ChildProcess,
+    private readonly run: RunFiles & { dir: string },
+  ) {
+    this.exited = new Promise((resolve) => process.once('exit', () => resolve()));
+    let stderr = '';
+    process.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    process.once('exit', (code, signal) => {
+      const how = signal ? `signal ${signal}` : `code ${code}`;
+      this.fail(`QEMU exited (${how})${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
+    });
+  }
+
+  get state(): VmState {
+    return this.stateValue;
+  }
+
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
+  get spec(): VmSpec {
+    return this.launch.spec;
+  }
+
+  /** Why the VM failed, when state is `failed`. */
+  get failure(): string | null {
+    return this.failureReason;
+  }
+
+  /** Cold boot: kernel, initramfs, agent; resolves once the agent answers a ping. */
+  static async boot(launch: VmLaunch): Promise<QemuVm> {
+    const vm = await QemuVm.start(launch, []);
+    await vm.becomeReady();
+    return vm;
+  }
+
+  /** A new QEMU process resumed from a snapshot's memory and device state. */
+  static async restore(snapshot: Snapshot, launch: Omit<VmLaunch, 'spec' | 'boot' | 'accel'>): Promise<QemuVm> {
+    const full: VmLaunch = { ...launch, spec: snapshot.spec, boot: snapshot.boot, accel: snapshot.accel };
+    const vm = await QemuVm.start(full, ['-incoming', 'defer']);
+    try {
+      await vm.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+      const done = vm.migrationDone();
+      await vm.qmp.execute('migrate-incoming', { uri: `exec:cat '${snapshot.path}'` });
+      await done;
+      await vm.qmp.execute('cont');
+      await vm.becomeReady();
+      return vm;
+    } catch (error) {
+      const failure = vm.asVmError(error);
+      await vm.stop();
+      throw failure;
+    }
+  }
+
+  private static async start(launch: VmLaunch, extraArgs: string[]): Promise<QemuVm> {
+    const id = randomUUID().slice(0, 8);
+    const dir = join(launch.runRoot, id);
+    mkdirSync(dir, { recursive: true });
+    const run = { dir, qmpSocket: join(dir, 'qmp.sock'), channelSocket: join(dir, 'chan.sock'), consoleLog: join(dir, 'console.log') };
+    const qmpListener = await UnixListener.listen(run.qmpSocket);
+    const channelListener = await UnixListener.listen(run.channelSocket);
+    const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run), ...extraArgs]);
+    const vm = new QemuVm(launch, child, run);
+    try {
+      const [qmpSocket, channelSocket] = await vm.unlessExited(Promise.all([qmpListener.connected, channelListener.connected]));
+      vm.qmp = new QmpClient(qmpSocket);
+      vm.channel = new GuestChannel(channelSocket);
+      vm.channel.onClose((error) => vm.fail(error.message));
+      await vm.unlessExited(vm.qmp.handshake());
+      return vm;
+    } catch (error) {
+      qmpListener.close();
+      channelListener.close();
+      const failure = vm.asVmError(error);
+      await vm.stop();
+      throw failure;
+    }
+  }
+
+  private async becomeReady(): Promise<PingResult> {
+    try {
+      const pong = await this.unlessExited(this.channel.request('ping', {}, this.launch.readyTimeoutMs ?? 60_000));
+      this.stateValue = 'running';
+      return pong;
+    } catch (error) {
+      const failure = this.asVmError(error);
+      await this.stop();
+      throw failure;
+    }
+  }
+
+  /** Pauses the guest and writes its memory and device state to `path`. The VM stays paused. */
+  async snapshot(path: string): Promise<Snapshot> {
+    this.expect('running', 'snapshot');
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+    // The default bandwidth cap (128 MiB/s) would throttle a local file write.
+    await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 2 ** 30 });
+    await this.qmp.execute('stop');
+    this.stateValue = 'paused';
+    const done = this.migrationDone();
+    await this.qmp.execute('migrate', { uri: `exec:cat > '${path}'` });
+    await done;
+    return { path, spec: this.spec, accel: this.launch.accel, boot: this.launch.boot, bytes: statSync(path).size };
+  }
+
+  async resume(): Promise<void> {
+    this.expect('paused', 'resume');
+    await this.qmp.execute('cont');
+    this.stateValue = 'running';
+  }
+
+  /** Pings the guest every `intervalMs` while no request is in flight; no answer in `timeoutMs` fails the VM. */
+  startWatchdog(intervalMs: number, timeoutMs: number): void {
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => {
+      if (this.stateValue !== 'running' || this.channel.inflight > 0) return;
+      this.channel.request('ping', {}, timeoutMs).catch((error: unknown) => {
+        if (error instanceof ChannelTimeoutError) this.fail(`guest stopped answering: ${error.message}`);
+      });
+    }, intervalMs);
+    this.watchdog.unref();
+  }
+
+  /** Called once if QEMU exits or the guest channel breaks while the VM was not being stopped. */
+  onFailure(listener: (reason: string) => void): void {
+    if (this.failureReason !== null) listener(this.failureReason);
+    else this.failureListeners.push(listener);
+  }
+
+  /** Last lines the guest kernel and agent printed on the serial console. */
+  consoleTail(bytes = 2000): string {
+    try {
+      const text = readFileSync(this.run.consoleLog, 'utf8');
+      return text.slice(-bytes);
+    } catch {
+      return '';
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stateValue !== 'failed') this.stateValue = 'stopped';
+    clearInterval(this.watchdog);
+    this.qmp?.close();
+    this.channel?.close();
+    killTracked(this.process);
+    await this.exited;
+    rmSync(this.run.dir, { recursive: true, force: true });
+  }
+
+  private fail(reason: string): void {
+    if (this.stateValue === 'stopped' || this.stateValue === 'failed') return;
+    this.stateValue = 'failed';
+    this.failureReason = reason;
+    clearInterval(this.watchdog);
+    this.channel?.close();
+    killTracked(this.process);
+    for (const listener of this.failureListeners.splice(0)) listener(reason);
+  }
+
+  private migrationDone(): Promise<void> {
+    return this.unlessExited(
+      this.qmp
+        .waitForEvent((e) => e.event === 'MIGRATION' && ['completed', 'failed'].includes(String(e.data?.status)))
+        .then((e) => {
+          if (e.data?.status === 'failed') throw new VmError('migration failed');
+        }),
+    );
+  }
+
+  /** Races `promise` against QEMU exiting, so no caller waits on a dead process. */
+  private unlessExited<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([
+      promise,
+      this.exited.then(() => {
+        throw new VmError(this.failureReason ?? 'QEMU exited');
+      }),
+    ]);
+  }
+
+  private expect(state: VmState, action: string): void {
+    if (this.stateValue !== state) throw new VmError(`cannot ${action} a VM that is ${this.stateValue}`);
+  }
+
+  private asVmError(error: unknown): VmError {
+    const message = error instanceof Error ? error.message : String(error);
+    const tail = this.consoleTail(1500).trim();
+    return new VmError(tail ? `${message}\n--- guest console ---\n${tail}` : message);
+  }
+}
