@@ -33,6 +33,7 @@ export class GuestChannel {
   private readonly decoder = new FrameDecoder();
   private closedError: Error | null = null;
   private readonly closeListeners: Array<(error: Error) => void> = [];
+  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly stream: Duplex) {
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -46,6 +47,12 @@ export class GuestChannel {
 
   get inflight(): number {
     return this.pending.size;
+  }
+
+  /** Resolves when no request is in flight (now, or once the last one settles). */
+  idle(): Promise<void> {
+    if (this.pending.size === 0 || this.closedError) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Called once when the channel breaks; in-flight requests are rejected with the same error. */
@@ -94,10 +101,15 @@ export class GuestChannel {
   private onReply(reply: Reply): void {
     const pending = this.pending.get(reply.id);
     if (!pending) return; // the caller gave up on it (deadline)
-    this.pending.delete(reply.id);
+    this.settled(reply.id);
     clearTimeout(pending.timer);
     if (reply.ok) pending.resolve(reply.result);
     else pending.reject(new GuestRequestError(reply.error));
+  }
+
+  private settled(id: number): void {
+    this.pending.delete(id);
+    if (this.pending.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
   private fail(error: Error): void {
@@ -108,6 +120,7 @@ export class GuestChannel {
       pending.reject(error);
     }
     this.pending.clear();
+    this.settled(0);
     for (const listener of this.closeListeners.splice(0)) listener(error);
   }
 }

@@ -46,7 +46,7 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
     name: 'qemu-microvm',
     accel,
     accelReason: reason,
-    boot: (spec) => QemuVm.boot({ spec: checkSpec(spec), boot, accel, runRoot, readyTimeoutMs }),
+    boot: async (spec) => QemuVm.boot({ spec: checkSpec(spec), boot, accel, runRoot, readyTimeoutMs }),
     restore: (snapshot) => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs }),
   };
 }

@@ -118,7 +118,7 @@ export class QemuVm {
       const [qmpSocket, channelSocket] = await vm.unlessExited(Promise.all([qmpListener.connected, channelListener.connected]));
       vm.qmp = new QmpClient(qmpSocket);
       vm.channel = new GuestChannel(channelSocket);
-      vm.channel.onClose((error) => vm.fail(error.message));
+      vm.channel.onClose((error) => vm.failAfterExitGrace(error.message));
       await vm.unlessExited(vm.qmp.handshake());
       return vm;
     } catch (error) {
@@ -158,7 +158,16 @@ export class QemuVm {
 
   async resume(): Promise<void> {
     this.expect('paused', 'resume');
-    await this.qmp.execute('cont');
+    // Right after a migration QEMU briefly stays in finish-migrate, where `cont` is refused.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.qmp.execute('cont');
+        break;
+      } catch (error) {
+        if (attempt >= 100 || !String((error as Error).message).includes('not finalized')) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
     this.stateValue = 'running';
   }
 
@@ -198,6 +207,12 @@ export class QemuVm {
     killTracked(this.process);
     await this.exited;
     rmSync(this.run.dir, { recursive: true, force: true });
+  }
+
+  /** A broken channel usually means QEMU died: give its exit a moment to be the reported cause. */
+  private failAfterExitGrace(reason: string): void {
+    const grace = new Promise((resolve) => setTimeout(resolve, 500).unref());
+    void Promise.race([this.exited, grace]).then(() => this.fail(reason));
   }
 
   private fail(reason: string): void {

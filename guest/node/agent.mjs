@@ -1,0 +1,611 @@
+#!/usr/bin/env node
+// fnvm guest agent for Node.js functions. Speaks guest/PROTOCOL.md over a virtio-serial port (`--port NAME`,
+// inside the VM) or over stdin/stdout (no arguments: a plain local process, for tests and benchmarks).
+// Node built-ins only, so the guest image needs nothing but a `node` binary (20 or later).
+import { AsyncLocalStorage } from 'node:async_hooks';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { StringDecoder } from 'node:string_decoder';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import util from 'node:util';
+import vm from 'node:vm';
+
+const AGENT_VERSION = 1;
+const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+const MAX_LOG_BYTES = 1024 * 1024;
+const PORT_WAIT_MS = 10_000;
+const PORT_POLL_MS = 20;
+
+// Taken before anything is patched: the agent's own channels, which user code can never reach.
+const realStdoutWrite = process.stdout.write.bind(process.stdout);
+const realStderrWrite = process.stderr.write.bind(process.stderr);
+
+/** Agent diagnostics: rare, and never mixed into an invocation's logs. */
+function diag(message) {
+  realStderrWrite(`[fnvm node agent] ${message}\n`);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------------------
+// Transports: `start(onChunk, onReset)` delivers incoming bytes, `send(buffer)` writes one whole frame.
+// Each frame goes out as a single buffer, in order, so two frames never interleave.
+
+function stdioTransport() {
+  return {
+    start(onChunk) {
+      process.stdin.on('data', onChunk);
+      process.stdin.on('end', () => process.exit(0)); // the host closed the channel: nothing left to serve
+    },
+    send: (frame) => realStdoutWrite(frame),
+  };
+}
+
+async function portTransport(name) {
+  const fd = await openPort(name);
+  return {
+    start: (onChunk, onReset) => readPort(fd, onChunk, onReset),
+    send: queuedWriter(fd),
+  };
+}
+
+/** The port appears when the virtio-serial driver has probed it, which may be just after boot: wait a bit. */
+async function openPort(name) {
+  const deadline = Date.now() + PORT_WAIT_MS;
+  let lastError = null;
+  for (;;) {
+    const device = findPortDevice(name);
+    if (device) {
+      try {
+        return fs.openSync(device, 'r+');
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    if (Date.now() >= deadline) {
+      const why = lastError ? `: ${lastError.message}` : '';
+      throw new Error(`virtio-serial port "${name}" not available after ${PORT_WAIT_MS} ms${why}`);
+    }
+    await sleep(PORT_POLL_MS);
+  }
+}
+
+function findPortDevice(name) {
+  const root = '/sys/class/virtio-ports';
+  let entries;
+  try {
+    entries = fs.readdirSync(root);
+  } catch {
+    return null;
+  }
+  for (const entry of entries) {
+    try {
+      if (fs.readFileSync(path.join(root, entry, 'name'), 'utf8').trim() === name) return `/dev/${entry}`;
+    } catch {
+      // a port without a name, or one going away: not ours
+    }
+  }
+  return null;
+}
+
+// A virtio-serial read returns EOF while no host is connected to the other end: poll until one (re)connects.
+function readPort(fd, onChunk, onReset) {
+  const stream = fs.createReadStream(null, { fd, highWaterMark: 1 << 20, autoClose: false });
+  stream.on('data', onChunk);
+  stream.on('end', () => {
+    onReset();
+    setTimeout(() => readPort(fd, onChunk, onReset), PORT_POLL_MS);
+  });
+  stream.on('error', (error) => fatal(`reading the port failed: ${error.message}`));
+}
+
+/** Async writes (the event loop never blocks on the port), one frame at a time. */
+function queuedWriter(fd) {
+  const queue = [];
+  let busy = false;
+  const writeFrom = (buffer, offset) => {
+    fs.write(fd, buffer, offset, buffer.length - offset, null, (error, written) => {
+      if (error) return fatal(`writing the port failed: ${error.message}`);
+      if (offset + written < buffer.length) return writeFrom(buffer, offset + written);
+      busy = false;
+      next();
+    });
+  };
+  const next = () => {
+    if (busy || queue.length === 0) return;
+    busy = true;
+    writeFrom(queue.shift(), 0);
+  };
+  return (frame) => {
+    queue.push(frame);
+    next();
+  };
+}
+
+function fatal(message) {
+  diag(message);
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Framing: [u32 big-endian length][UTF-8 JSON]. Chunks are only joined once a frame is complete, so a 6 MB
+// payload arriving in 64 KiB pieces is copied once, not once per piece.
+
+function encodeFrame(json) {
+  const length = Buffer.byteLength(json);
+  const frame = Buffer.allocUnsafe(4 + length);
+  frame.writeUInt32BE(length, 0);
+  frame.write(json, 4, 'utf8');
+  return frame;
+}
+
+function frameReader(onFrame, onOversize) {
+  let chunks = [];
+  let size = 0;
+  const push = (chunk) => {
+    chunks.push(chunk);
+    size += chunk.length;
+    while (size >= 4) {
+      if (chunks[0].length < 4) chunks = [Buffer.concat(chunks, size)];
+      const length = chunks[0].readUInt32BE(0);
+      if (length > MAX_FRAME_BYTES) return onOversize(length);
+      if (size < 4 + length) return;
+      const all = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+      const rest = all.subarray(4 + length);
+      chunks = rest.length ? [rest] : [];
+      size = rest.length;
+      onFrame(all.subarray(4, 4 + length));
+    }
+  };
+  const reset = () => {
+    chunks = [];
+    size = 0;
+  };
+  return { push, reset };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Log capture. Each invocation (and each load) runs in its own AsyncLocalStorage context, which follows
+// every await, timer and callback it starts; console.* and process.stdout/stderr.write append to the
+// capture of the current context. Output with no open capture (e.g. a timer left by a finished invocation)
+// goes to the agent's stderr, so in stdio mode the real stdout only ever carries frames.
+
+const logContext = new AsyncLocalStorage();
+
+class LogCapture {
+  #parts = [];
+  #bytes = 0;
+  #truncated = false;
+  #open = true;
+
+  run(fn) {
+    return logContext.run(this, fn);
+  }
+
+  /** False once finished: the caller then sends the text to the agent's stderr instead. */
+  append(text) {
+    if (!this.#open) return false;
+    if (this.#truncated) return true;
+    const room = MAX_LOG_BYTES - this.#bytes;
+    const size = Buffer.byteLength(text);
+    if (size <= room) {
+      this.#parts.push(text);
+      this.#bytes += size;
+    } else {
+      // keep what fits, cut on a character boundary
+      this.#parts.push(new StringDecoder('utf8').write(Buffer.from(text).subarray(0, room)));
+      this.#truncated = true;
+    }
+    return true;
+  }
+
+  /** Closes the capture and returns its lines, without their newlines. */
+  finish() {
+    this.#open = false;
+    const text = this.#parts.join('');
+    this.#parts = [];
+    const lines = text === '' ? [] : text.split(/\r?\n/);
+    if (text.endsWith('\n')) lines.pop();
+    if (this.#truncated) lines.push('[logs truncated]');
+    return lines;
+  }
+}
+
+function writeOutput(text) {
+  if (logContext.getStore()?.append(text)) return;
+  realStderrWrite(text);
+}
+
+// console.* is replaced too, not just the streams: the stock console would colour its output when the
+// VM's stdout is a terminal. util.format gives the same text as console.log on a pipe.
+function patchOutput() {
+  for (const method of ['log', 'info', 'debug', 'warn', 'error']) {
+    console[method] = (...args) => writeOutput(`${util.format(...args)}\n`);
+  }
+  console.trace = function trace(...args) {
+    const record = { name: 'Trace', message: util.format(...args) };
+    Error.captureStackTrace(record, trace);
+    writeOutput(`${userStack(record.stack)}\n`);
+  };
+  process.stdout.write = capturedWrite;
+  process.stderr.write = capturedWrite;
+}
+
+function capturedWrite(chunk, encoding, callback) {
+  if (typeof encoding === 'function') [callback, encoding] = [encoding, undefined];
+  writeOutput(chunkText(chunk, encoding));
+  if (typeof callback === 'function') process.nextTick(callback);
+  return true;
+}
+
+function chunkText(chunk, encoding) {
+  if (typeof chunk === 'string') {
+    return encoding && Buffer.isEncoding(encoding) && !/^utf-?8$/i.test(encoding)
+      ? Buffer.from(chunk, encoding).toString('utf8')
+      : chunk;
+  }
+  if (ArrayBuffer.isView(chunk)) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
+  return String(chunk);
+}
+
+function silenceLoaderWarning() {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = function emitUserWarning(warning, ...rest) {
+    if (String(warning?.message ?? warning).includes('USE_MAIN_CONTEXT_DEFAULT_LOADER')) return;
+    return emitWarning.call(this, warning, ...rest);
+  };
+}
+
+// User code can leave a rejected promise or throw from a timer: report it, keep serving.
+function installCrashGuards() {
+  process.on('uncaughtException', (error) => diag(`uncaught exception (still serving): ${describeValue(error)}`));
+  process.on('unhandledRejection', (reason) => diag(`unhandled rejection (still serving): ${describeValue(reason)}`));
+}
+
+function describeValue(value) {
+  try {
+    return value instanceof Error && value.stack ? value.stack : util.inspect(value);
+  } catch {
+    return '<unprintable value>';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors as the protocol reports them: {type, message, stack}.
+
+/** An error the agent itself raises (NotLoaded, HandlerNotFound...): its stack would only show agent code. */
+function agentError(type, message) {
+  const error = new Error(message);
+  error.name = type;
+  error.stack = `${type}: ${message}`;
+  return error;
+}
+
+function errorInfo(error) {
+  try {
+    if (error instanceof Error || util.types.isNativeError(error)) {
+      return { type: errorType(error), message: String(error.message), stack: userStack(error.stack) };
+    }
+    return { type: 'Error', message: String(error), stack: '' };
+  } catch {
+    return { type: 'Error', message: describeValue(error), stack: '' };
+  }
+}
+
+// Stack frames of the agent itself (and of the vm/async_hooks calls it makes) only distract the user.
+const AGENT_FRAME = new RegExp(
+  `${escapeRegExp(import.meta.url)}|${escapeRegExp(fileURLToPath(import.meta.url))}|\\(node:(async_hooks|vm|internal/vm):`,
+);
+
+function userStack(stack) {
+  if (typeof stack !== 'string') return '';
+  return stack
+    .split('\n')
+    .filter((line) => !(line.startsWith('    at ') && AGENT_FRAME.test(line)))
+    .join('\n');
+}
+
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+// `class NotFound extends Error {}` leaves name "Error": the class name says more.
+function errorType(error) {
+  const name = typeof error.name === 'string' && error.name ? error.name : 'Error';
+  const constructorName = error.constructor?.name;
+  return name === 'Error' && constructorName && constructorName !== 'Error' ? constructorName : name;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Loading user code.
+
+const IDENTIFIER = /^[\p{ID_Start}$_][\p{ID_Continue}$\u200C\u200D]*$/u;
+// A plain script: no file behind it, so `require` resolves built-ins (and nothing else) from a tmp path.
+const SCRIPT_FILENAME = 'function.js';
+const SCRIPT_PARAMS = ['exports', 'require', 'module', '__filename', '__dirname'];
+const SCRIPT_PATH = path.join(os.tmpdir(), 'fnvm-function', SCRIPT_FILENAME);
+const scriptRequire = createRequire(SCRIPT_PATH);
+// Lets `import()` work inside scripts (Node >= 20.12; older Nodes just lack it). Its one-time
+// ExperimentalWarning is about the agent, not the user's code: silenceLoaderWarning keeps it out of the logs.
+const dynamicImport = vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+let moduleCount = 0;
+
+/** `handler` or Lambda-style `file.handler` -> `handler`. */
+function handlerName(spec) {
+  const name = spec.slice(spec.lastIndexOf('.') + 1);
+  if (!IDENTIFIER.test(name)) throw agentError('HandlerNotFound', `handler "${spec}" is not a JavaScript identifier`);
+  return name;
+}
+
+/** Compiles and runs the code, returning the handler; throws SyntaxError, HandlerNotFound or a top-level error. */
+async function findHandler(code, name) {
+  let script;
+  try {
+    script = compileScript(code, name);
+  } catch {
+    const error = userSyntaxError(code);
+    // the code compiles on its own, so only the name can break the appended return (`class`, `yield`...)
+    if (!error) throw agentError('HandlerNotFound', `handler "${name}" is not a usable identifier`);
+    if (!isModuleSyntaxError(error)) throw error;
+    const namespace = await importModule(code);
+    return pickHandler(name, [namespace[name], namespace.default?.[name], namespace.default]);
+  }
+  const { exports, binding } = runScript(script);
+  return pickHandler(name, [exports?.[name], binding, exports]);
+}
+
+function pickHandler(name, candidates) {
+  const handler = candidates.find((candidate) => typeof candidate === 'function');
+  if (handler) return handler;
+  throw agentError(
+    'HandlerNotFound',
+    `no function "${name}" in the code: declare it at top level, assign module.exports.${name} or export it`,
+  );
+}
+
+// The code becomes a function body, like a CommonJS module; the appended return hands back a top-level
+// `function NAME` / `const NAME` that was declared without being exported.
+function compileScript(code, name) {
+  const body = `${code}\n;return typeof ${name} === 'undefined' ? undefined : ${name};`;
+  const options = { filename: SCRIPT_FILENAME };
+  if (dynamicImport) options.importModuleDynamically = dynamicImport;
+  return vm.compileFunction(body, SCRIPT_PARAMS, options);
+}
+
+// Compile errors are reported for the user's code alone, so they never point at the appended return.
+function userSyntaxError(code) {
+  try {
+    vm.compileFunction(code, SCRIPT_PARAMS, { filename: SCRIPT_FILENAME });
+    return null;
+  } catch (error) {
+    return error;
+  }
+}
+
+function runScript(script) {
+  const module = { exports: {}, id: '.', filename: SCRIPT_PATH, loaded: false, require: scriptRequire };
+  const dirname = path.dirname(SCRIPT_PATH);
+  const binding = script.call(module.exports, module.exports, scriptRequire, module, SCRIPT_PATH, dirname);
+  module.loaded = true;
+  return { exports: module.exports, binding };
+}
+
+// What V8 says when it meets ES module syntax in a script.
+function isModuleSyntaxError(error) {
+  return (
+    error instanceof SyntaxError &&
+    /\bexport\b|import statement|import\.meta|top level bodies of modules/.test(error.message)
+  );
+}
+
+// import() needs a URL: each load gets a fresh file name (so never an old cached module), deleted once loaded.
+async function importModule(code) {
+  const file = path.join(os.tmpdir(), `fnvm-node-${process.pid}-${++moduleCount}.mjs`);
+  await fsp.writeFile(file, code);
+  try {
+    return await import(pathToFileURL(file).href);
+  } finally {
+    await fsp.rm(file, { force: true });
+  }
+}
+
+// env: variables from the current load. A variable a later load drops goes back to the value it had before
+// any load touched it (usually: absent); variables no load ever set are left alone.
+let loadedEnv = {};
+const originalEnv = new Map();
+
+/** Applies `env` and returns the env it replaced, so a failed load can put it back. */
+function applyEnv(env) {
+  for (const key of Object.keys(loadedEnv)) {
+    if (Object.hasOwn(env, key)) continue;
+    const original = originalEnv.get(key);
+    if (original === undefined) delete process.env[key];
+    else process.env[key] = original;
+  }
+  for (const [key, value] of Object.entries(env)) {
+    if (!originalEnv.has(key)) originalEnv.set(key, process.env[key]);
+    process.env[key] = value;
+  }
+  const previous = loadedEnv;
+  loadedEnv = env;
+  return previous;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Requests.
+
+/** The code serving invocations: replaced in one assignment, only once a load has fully succeeded. */
+let current = null; // { handler, version }
+let inflight = 0;
+// Loads run one after another, so env bookkeeping and the swap never race each other.
+let loadQueue = Promise.resolve();
+
+const requests = {
+  ping: () => ({
+    runtime: 'node',
+    runtime_version: process.version,
+    agent_version: AGENT_VERSION,
+    loaded_version: current?.version ?? null,
+  }),
+  stats: () => ({ inflight, loaded_version: current?.version ?? null, memory_rss: process.memoryUsage.rss() }),
+  load: (request) => {
+    const result = loadQueue.then(() => load(request));
+    loadQueue = result.catch(() => {});
+    return result;
+  },
+  invoke,
+};
+
+async function load(request) {
+  const { code, handler, version, env = {} } = request;
+  if (typeof code !== 'string' || typeof handler !== 'string' || !Number.isInteger(version) || !isStringMap(env)) {
+    throw agentError('ProtocolError', 'load needs code (string), handler (string), version (int), env (string map)');
+  }
+  const name = handlerName(handler);
+  const started = performance.now();
+  const previousEnv = applyEnv(env); // before the code runs: its top level may read the variables
+  const capture = new LogCapture();
+  try {
+    const fn = await capture.run(() => findHandler(code, name));
+    current = { handler: fn, version };
+    return { version, duration_ms: elapsedMs(started), logs: capture.finish() };
+  } catch (error) {
+    capture.finish();
+    applyEnv(previousEnv);
+    throw error;
+  }
+}
+
+async function invoke(request) {
+  const loaded = current; // this invocation keeps this code even if a reload lands while it runs
+  if (!loaded) throw agentError('NotLoaded', 'no code loaded yet: send a load request first');
+  const { request_id: requestId, event = null, timeout_ms: timeoutMs } = request;
+  if (typeof requestId !== 'string' || typeof timeoutMs !== 'number') {
+    throw agentError('ProtocolError', 'invoke needs request_id (string), event, timeout_ms (number)');
+  }
+  const context = invocationContext(requestId, loaded.version, timeoutMs);
+  const capture = new LogCapture();
+  const started = performance.now();
+  let outcome;
+  inflight += 1;
+  try {
+    const responseJson = await capture.run(() => callHandler(loaded.handler, event, context));
+    outcome = { status: 'success', error: null, response: new SerialisedJson(responseJson) };
+  } catch (error) {
+    outcome = { status: 'error', error: errorInfo(error), response: null };
+  } finally {
+    inflight -= 1;
+  }
+  const durationMs = elapsedMs(started);
+  const { status, error, response } = outcome;
+  return { status, error, logs: capture.finish(), duration_ms: durationMs, version: loaded.version, response };
+}
+
+// Runs entirely inside the invocation's log context: the handler, awaiting a thenable, and any toJSON.
+async function callHandler(handler, event, context) {
+  const value = await handler(event, context);
+  try {
+    return JSON.stringify(value) ?? 'null'; // undefined (or a function, a symbol) -> null
+  } catch (error) {
+    throw agentError('SerializationError', `the handler's result is not JSON-serialisable: ${error.message}`);
+  }
+}
+
+function invocationContext(requestId, version, timeoutMs) {
+  const deadline = performance.now() + timeoutMs;
+  return {
+    requestId,
+    awsRequestId: requestId,
+    functionVersion: String(version),
+    getRemainingTimeInMillis: () => Math.max(0, Math.round(deadline - performance.now())),
+  };
+}
+
+const elapsedMs = (started) => Math.round((performance.now() - started) * 1000) / 1000;
+
+function isStringMap(value) {
+  return (
+    typeof value === 'object' && value !== null && !Array.isArray(value) &&
+    Object.values(value).every((item) => typeof item === 'string')
+  );
+}
+
+/** A response already serialised once by callHandler: spliced into the reply, not serialised again. */
+class SerialisedJson {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
+async function handleFrame(body) {
+  let request;
+  try {
+    request = JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    return failure(null, agentError('ProtocolError', `frame is not valid JSON: ${error.message}`));
+  }
+  if (typeof request !== 'object' || request === null || Array.isArray(request) || !Number.isInteger(request.id)) {
+    const id = Number.isInteger(request?.id) ? request.id : null;
+    return failure(id, agentError('ProtocolError', 'a request is a JSON object with an integer id and a type'));
+  }
+  const handle = Object.hasOwn(requests, request.type) ? requests[request.type] : null;
+  if (!handle) return failure(request.id, agentError('UnknownRequest', `unknown request type ${JSON.stringify(request.type)}`));
+  try {
+    return { id: request.id, ok: true, result: await handle(request) };
+  } catch (error) {
+    return failure(request.id, error);
+  }
+}
+
+const failure = (id, error) => ({ id, ok: false, error: errorInfo(error) });
+
+function replyJson(reply) {
+  const response = reply.ok ? reply.result.response : undefined;
+  if (!(response instanceof SerialisedJson)) return JSON.stringify(reply);
+  // `response` is the last key of `result`, itself the last key of the reply: its null is the text's tail.
+  const { response: _, ...rest } = reply.result;
+  const text = JSON.stringify({ id: reply.id, ok: true, result: { ...rest, response: null } });
+  return `${text.slice(0, -'null}}'.length)}${response.text}}}`;
+}
+
+function encodeReply(reply) {
+  const json = replyJson(reply);
+  if (Buffer.byteLength(json) <= MAX_FRAME_BYTES) return encodeFrame(json);
+  const error = agentError('FrameTooLarge', `the reply exceeds the ${MAX_FRAME_BYTES}-byte frame limit`);
+  return encodeFrame(JSON.stringify(failure(reply.id, error)));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Startup.
+
+function parseArgs(args) {
+  if (args.length === 0) return null;
+  if (args.length === 2 && args[0] === '--port' && args[1]) return args[1];
+  diag('usage: agent.mjs [--port NAME]');
+  process.exit(2);
+}
+
+async function main() {
+  const portName = parseArgs(process.argv.slice(2));
+  patchOutput();
+  silenceLoaderWarning();
+  installCrashGuards();
+  let transport;
+  try {
+    transport = portName === null ? stdioTransport() : await portTransport(portName);
+  } catch (error) {
+    fatal(error.message);
+  }
+  const respond = (body) =>
+    handleFrame(body)
+      .then((reply) => transport.send(encodeReply(reply)))
+      .catch((error) => diag(`could not reply: ${describeValue(error)}`));
+  const reader = frameReader(respond, (length) => fatal(`incoming frame of ${length} bytes exceeds the limit`));
+  transport.start(reader.push, reader.reset);
+}
+
+await main();

@@ -1,0 +1,142 @@
+// Warm pool: generic, already-booted VMs per spec, so a deploy is a code load instead of a boot.
+// Each spec's first VM is cold-booted and snapshotted once (the base snapshot); later ones are restored
+// from it, which is an order of magnitude faster than booting. Base snapshots persist across restarts.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Snapshot, Vm, VmDriver } from './driver.js';
+import { specKey, type VmSpec } from './spec.js';
+
+export type VmSource = 'warm' | 'restore' | 'boot';
+
+export interface PoolOptions {
+  /** Where base snapshots live; include the image hash in it so new images never meet old snapshots. */
+  snapshotDir: string;
+  /** Specs kept warm, and how many VMs of each. */
+  warm: Array<{ spec: VmSpec; size: number }>;
+  log?: (message: string) => void;
+}
+
+export class VmPool {
+  private readonly idle = new Map<string, Vm[]>();
+  private readonly snapshots = new Map<string, Promise<Snapshot>>();
+  private refilling: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    private readonly driver: VmDriver,
+    private readonly options: PoolOptions,
+  ) {}
+
+  /** Starts filling the warm pool in the background. */
+  start(): void {
+    for (const { spec } of this.options.warm) this.scheduleRefill(spec);
+  }
+
+  /** A running VM of `spec` with nothing loaded, from the warm pool if one is there. */
+  async take(spec: VmSpec): Promise<{ vm: Vm; source: VmSource }> {
+    const idle = this.idle.get(specKey(spec)) ?? [];
+    let vm: Vm | undefined;
+    while ((vm = idle.shift())) {
+      if (vm.state === 'running') break;
+      void vm.stop();
+    }
+    this.scheduleRefill(spec);
+    if (vm) return { vm, source: 'warm' };
+    const known = this.snapshots.has(specKey(spec)) || existsSync(this.metaPath(spec));
+    return { vm: await this.fresh(spec), source: known ? 'restore' : 'boot' };
+  }
+
+  /** Idle VM counts per spec key. */
+  sizes(): Record<string, number> {
+    return Object.fromEntries([...this.idle].map(([key, vms]) => [key, vms.length]));
+  }
+
+  /** Waits until the background refills scheduled so far are done. */
+  async settled(): Promise<void> {
+    await this.refilling;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.refilling.catch(() => {});
+    const all = [...this.idle.values()].flat();
+    this.idle.clear();
+    await Promise.all(all.map((vm) => vm.stop()));
+  }
+
+  /** A VM restored from the spec's base snapshot, creating that snapshot first if needed. */
+  private async fresh(spec: VmSpec): Promise<Vm> {
+    const snapshot = await this.baseSnapshot(spec);
+    return this.driver.restore(snapshot);
+  }
+
+  private baseSnapshot(spec: VmSpec): Promise<Snapshot> {
+    const key = specKey(spec);
+    let snapshot = this.snapshots.get(key);
+    if (!snapshot) {
+      snapshot = this.loadOrCreateSnapshot(spec);
+      this.snapshots.set(key, snapshot);
+      snapshot.catch(() => this.snapshots.delete(key)); // let a later take try again
+    }
+    return snapshot;
+  }
+
+  private metaPath(spec: VmSpec): string {
+    return join(this.options.snapshotDir, `${specKey(spec)}.json`);
+  }
+
+  private async loadOrCreateSnapshot(spec: VmSpec): Promise<Snapshot> {
+    const metaPath = this.metaPath(spec);
+    if (existsSync(metaPath)) {
+      const snapshot = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot;
+      if (existsSync(snapshot.path) && snapshot.accel === this.driver.accel) return snapshot;
+    }
+    await mkdir(this.options.snapshotDir, { recursive: true });
+    this.options.log?.(`cold-booting a ${specKey(spec)} VM for its base snapshot`);
+    const vm = await this.driver.boot(spec);
+    try {
+      const path = join(this.options.snapshotDir, `${specKey(spec)}.vmstate`);
+      const partial = `${path}.partial`;
+      const snapshot = await vm.snapshot(partial);
+      await rename(partial, path); // a crash mid-write never leaves a snapshot that looks complete
+      const done = { ...snapshot, path };
+      await writeFile(`${metaPath}.partial`, JSON.stringify(done));
+      await rename(`${metaPath}.partial`, metaPath);
+      return done;
+    } finally {
+      await vm.stop();
+    }
+  }
+
+  private scheduleRefill(spec: VmSpec): void {
+    const target = this.options.warm.find((w) => specKey(w.spec) === specKey(spec))?.size ?? 0;
+    if (target === 0) return;
+    // One refill at a time: restores compete for the same few cores as live invocations.
+    this.refilling = this.refilling.then(() => this.refill(spec, target)).catch((error: unknown) => {
+      this.options.log?.(`warm pool refill for ${specKey(spec)} failed: ${(error as Error).message}`);
+    });
+  }
+
+  private async refill(spec: VmSpec, target: number): Promise<void> {
+    const key = specKey(spec);
+    while (!this.closed && (this.idle.get(key)?.length ?? 0) < target) {
+      const vm = await this.fresh(spec);
+      if (this.closed) {
+        await vm.stop();
+        return;
+      }
+      const list = this.idle.get(key) ?? [];
+      list.push(vm);
+      this.idle.set(key, list);
+      vm.onFailure(() => {
+        const at = list.indexOf(vm);
+        if (at >= 0) list.splice(at, 1);
+      });
+    }
+  }
+}
+
+export async function removeSnapshots(snapshotDir: string): Promise<void> {
+  await rm(snapshotDir, { recursive: true, force: true });
+}
