@@ -53,6 +53,7 @@ export interface RequestMap {
   load: { params: LoadRequest; result: LoadResult };
   invoke: { params: InvokeRequest; result: InvokeResult };
   stats: { params: Record<string, never>; result: StatsResult };
+  settle: { params: Record<string, never>; result: { dropped_caches: boolean } };
 }
 
 export type RequestType = keyof RequestMap;

@@ -11,7 +11,15 @@ export interface RunFiles {
   qmpSocket: string;
   channelSocket: string;
   consoleLog: string;
+  memory: GuestMemory;
 }
+
+/**
+ * Guest RAM. `shared`: a file the guest writes through to, so a snapshot needs only device state and the
+ * file itself. `private`: a copy-on-write mapping of a snapshot's RAM file: restore maps it instead of
+ * reading it, and every VM restored from one snapshot shares its unmodified pages.
+ */
+export type GuestMemory = { kind: 'anonymous' } | { kind: 'shared' | 'private'; path: string };
 
 export type Device =
   | { kind: 'root-disk'; path: string }
@@ -89,9 +97,19 @@ export function machineArgs(
   ];
 }
 
+function memoryArgs(memory: GuestMemory, memoryMb: number): string[] {
+  if (memory.kind === 'anonymous') return [];
+  const share = memory.kind === 'shared' ? 'on' : 'off';
+  return [
+    '-object', `memory-backend-file,id=ram,size=${memoryMb}M,mem-path=${memory.path},share=${share}`,
+    '-machine', 'memory-backend=ram',
+  ];
+}
+
 export function qemuArgs(spec: VmSpec, accel: Accelerator, boot: BootFiles, run: RunFiles): string[] {
   const args = [
     ...machineArgs(accel, spec, boot, kernelCmdline(spec), run.consoleLog),
+    ...memoryArgs(run.memory, spec.memoryMb),
     '-chardev', `socket,id=qmp,path=${run.qmpSocket}`, '-mon', 'chardev=qmp,mode=control',
   ];
   devicesFor(spec, boot, run).forEach((device, index) => args.push(...deviceArgs(device, index)));

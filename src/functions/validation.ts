@@ -1,0 +1,63 @@
+// What a function definition may contain, and the normalised form the domain works with.
+import type { Runtime } from '../guest/protocol.js';
+import { specLimits } from '../vm/spec.js';
+import { invalid } from './errors.js';
+
+export const limits = {
+  vcpu: specLimits.vcpu,
+  memoryMb: specLimits.memoryMb,
+  timeoutSeconds: { min: 1, max: 900 },
+  maxConcurrency: { min: 1, max: 1000 },
+  nameLength: 64,
+  envVars: 64,
+} as const;
+
+export const defaults = {
+  handler: 'handler',
+  vcpu: 1,
+  memoryMb: 256,
+  timeoutSeconds: 30,
+  maxConcurrency: 100,
+} as const;
+
+const runtimeAliases: Record<string, Runtime> = {
+  node: 'node', nodejs: 'node', 'node.js': 'node', javascript: 'node', js: 'node',
+  python: 'python', python3: 'python', 'python3.11': 'python', py: 'python',
+};
+
+export const runtimeNames = Object.keys(runtimeAliases);
+export const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const handlerPattern = /^([A-Za-z_$][\w$-]*\.)?[A-Za-z_$][\w$]*$/;
+export const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: string): boolean {
+  return uuidPattern.test(value);
+}
+
+export function normaliseRuntime(value: string): Runtime {
+  const runtime = runtimeAliases[value.toLowerCase()];
+  if (!runtime) throw invalid(`unknown runtime "${value}": use "node" or "python"`);
+  return runtime;
+}
+
+export function checkName(name: string): string {
+  if (name.length === 0 || name.length > limits.nameLength) throw invalid(`name must be 1 to ${limits.nameLength} characters`);
+  if (!namePattern.test(name)) throw invalid('name may contain letters, digits, "-", "_" and "." and must start with a letter or digit');
+  if (isUuid(name)) throw invalid('name must not look like a function id (a UUID)');
+  return name;
+}
+
+export function checkHandler(handler: string): string {
+  if (!handlerPattern.test(handler)) throw invalid(`handler "${handler}" must be a function name such as "handler" or "index.handler"`);
+  return handler;
+}
+
+export function checkEnvVars(env: Record<string, string>): Record<string, string> {
+  const names = Object.keys(env);
+  if (names.length > limits.envVars) throw invalid(`at most ${limits.envVars} env_vars`);
+  for (const name of names) {
+    if (!envNamePattern.test(name)) throw invalid(`env_vars name "${name}" is not a valid variable name`);
+  }
+  return env;
+}

@@ -1,0 +1,73 @@
+// Schema migrations, kept in code so they ship inside dist/ and run on every open.
+// Each migration is frozen once released: change the schema by adding a new one.
+import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+// Migrations take Kysely<unknown>: they must not depend on today's table types.
+const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('functions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('runtime', 'text', (c) => c.notNull())
+        .addColumn('code', 'text', (c) => c.notNull())
+        .addColumn('handler', 'text', (c) => c.notNull())
+        .addColumn('env_vars', 'text', (c) => c.notNull()) // JSON object
+        .addColumn('timeout_seconds', 'integer', (c) => c.notNull())
+        .addColumn('memory_mb', 'integer', (c) => c.notNull())
+        .addColumn('vcpu', 'integer', (c) => c.notNull())
+        .addColumn('max_concurrency', 'integer', (c) => c.notNull())
+        .addColumn('vm_id', 'text')
+        .addColumn('guest_ip', 'text')
+        .addColumn('port', 'integer')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addColumn('last_invoked_at', 'text')
+        .execute();
+      await db.schema.createIndex('functions_name_unique').unique().on('functions').column('name').execute();
+
+      await db.schema
+        .createTable('invocations')
+        // AUTOINCREMENT: seq never reuses a trimmed value, so it orders invocations for good.
+        .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('function_id', 'text', (c) => c.notNull().references('functions.id').onDelete('cascade'))
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('duration_ms', 'real', (c) => c.notNull())
+        .addColumn('invoked_at', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('cold_start', 'integer', (c) => c.notNull()) // 0 or 1
+        .addColumn('logs', 'text', (c) => c.notNull()) // JSON array of strings
+        .addColumn('error', 'text') // JSON object or NULL
+        .execute();
+      // Serves listing, counting and retention trimming per function without a sort.
+      await db.schema
+        .createIndex('invocations_function_seq')
+        .on('invocations')
+        .columns(['function_id', 'seq'])
+        .execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.dropTable('invocations').execute();
+      await db.schema.dropTable('functions').execute();
+    },
+  },
+};
+
+const provider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(migrations),
+};
+
+/** Brings the schema up to date; already applied migrations are skipped. Throws if any migration fails. */
+export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'migration setup';
+    throw new Error(`database migration failed: ${failed}`, { cause: error });
+  }
+}

@@ -1,0 +1,237 @@
+// The Store on SQLite (better-sqlite3 through Kysely, so a PostgreSQL store can share the query style).
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect, sql, type Generated, type SqliteDatabase, type Insertable, type Selectable, type Updateable } from 'kysely';
+import { migrateToLatest } from './migrations.js';
+import {
+  NameTakenError,
+  type FunctionPatch,
+  type FunctionRecord,
+  type InvocationRecord,
+  type NewFunction,
+  type Store,
+} from './types.js';
+
+// Row types derive from the records so the two cannot drift apart; only encoded columns differ.
+interface FunctionsTable extends Omit<FunctionRecord, 'env_vars'> {
+  env_vars: string;
+}
+interface InvocationsTable extends Omit<InvocationRecord, 'cold_start' | 'logs' | 'error'> {
+  seq: Generated<number>;
+  cold_start: number;
+  logs: string;
+  error: string | null;
+}
+interface Tables {
+  functions: FunctionsTable;
+  invocations: InvocationsTable;
+}
+
+const MEMORY = ':memory:';
+const STATEMENT_CACHE_SIZE = 200;
+
+/** Opens (creating if needed) the database file at `path`, or an in-memory one for ':memory:', and migrates it. */
+export async function openSqliteStore(path: string): Promise<Store> {
+  if (path !== MEMORY) mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new Database(path);
+  try {
+    configure(sqlite);
+    const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    await migrateToLatest(db);
+    return new SqliteStore(db);
+  } catch (err) {
+    sqlite.close();
+    throw err;
+  }
+}
+
+/**
+ * Kysely's SQLite driver prepares every query anew; the same query shapes repeat (values are bound
+ * parameters), so reusing prepared statements saves a parse per statement on the hot path.
+ */
+function withStatementCache(sqlite: Database.Database): SqliteDatabase {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare: (sql: string) => {
+      const cached = cache.get(sql);
+      if (cached && !cached.busy) return cached; // busy: an iterator is still reading it
+      const statement = sqlite.prepare(sql);
+      if (cache.size >= STATEMENT_CACHE_SIZE) cache.clear(); // bounds it should query shapes ever vary
+      cache.set(sql, statement);
+      return statement;
+    },
+  };
+}
+
+function configure(sqlite: Database.Database): void {
+  sqlite.pragma('journal_mode = WAL'); // readers never block the writer; other processes can read
+  sqlite.pragma('synchronous = NORMAL'); // with WAL: no corruption; only a power loss can drop the last commits
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON'); // off by default in SQLite, per connection
+}
+
+class SqliteStore implements Store {
+  constructor(private readonly db: Kysely<Tables>) {}
+
+  async createFunction(fn: NewFunction): Promise<FunctionRecord> {
+    const now = timestamp();
+    const row: Insertable<FunctionsTable> = {
+      ...fn,
+      env_vars: JSON.stringify(fn.env_vars),
+      created_at: now,
+      updated_at: now,
+      last_invoked_at: null,
+    };
+    const created = await guardName(fn.name, () =>
+      this.db.insertInto('functions').values(row).returningAll().executeTakeFirstOrThrow(),
+    );
+    return rowToFunction(created);
+  }
+
+  getFunction(id: string): Promise<FunctionRecord | undefined> {
+    return this.findFunction('id', id);
+  }
+
+  getFunctionByName(name: string): Promise<FunctionRecord | undefined> {
+    return this.findFunction('name', name);
+  }
+
+  async listFunctions(): Promise<FunctionRecord[]> {
+    // rowid is insertion order; created_at alone ties within a millisecond.
+    const rows = await this.db.selectFrom('functions').selectAll().orderBy('created_at').orderBy(sql`rowid`).execute();
+    return rows.map(rowToFunction);
+  }
+
+  async updateFunction(id: string, patch: FunctionPatch): Promise<FunctionRecord | undefined> {
+    const row = { ...patchToRow(patch), updated_at: timestamp() };
+    const updated = await guardName(patch.name, () =>
+      this.db.updateTable('functions').set(row).where('id', '=', id).returningAll().executeTakeFirst(),
+    );
+    return updated && rowToFunction(updated);
+  }
+
+  deleteFunction(id: string): Promise<boolean> {
+    // Deletes the history explicitly too, so it does not rely on the foreign key pragma being on.
+    return this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('invocations').where('function_id', '=', id).execute();
+      const { numDeletedRows } = await trx.deleteFrom('functions').where('id', '=', id).executeTakeFirst();
+      return numDeletedRows > 0n;
+    });
+  }
+
+  // Hot path (once per invocation): three statements in one transaction, no reads back.
+  async recordInvocation(invocation: InvocationRecord, retention: number): Promise<void> {
+    if (!Number.isInteger(retention) || retention < 0) {
+      throw new RangeError(`retention must be a non-negative integer, got ${retention}`);
+    }
+    const functionId = invocation.function_id;
+    await this.db.transaction().execute(async (trx) => {
+      await trx.insertInto('invocations').values(invocationToRow(invocation)).execute();
+      await trx
+        .updateTable('functions')
+        .set({ last_invoked_at: invocation.invoked_at })
+        .where('id', '=', functionId)
+        .execute();
+      // The seq of the newest record beyond the kept ones (NULL, deleting nothing, if there are not that many).
+      const firstDropped = trx
+        .selectFrom('invocations')
+        .select('seq')
+        .where('function_id', '=', functionId)
+        .orderBy('seq', 'desc')
+        .limit(1)
+        .offset(retention);
+      await trx
+        .deleteFrom('invocations')
+        .where('function_id', '=', functionId)
+        .where('seq', '<=', firstDropped)
+        .execute();
+    });
+  }
+
+  async listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]> {
+    const rows = await this.db
+      .selectFrom('invocations')
+      .selectAll()
+      .where('function_id', '=', functionId)
+      .orderBy('seq', 'desc')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return rows.map(rowToInvocation);
+  }
+
+  async countInvocations(functionId: string): Promise<number> {
+    const { count } = await this.db
+      .selectFrom('invocations')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('function_id', '=', functionId)
+      .executeTakeFirstOrThrow();
+    return count;
+  }
+
+  close(): Promise<void> {
+    return this.db.destroy();
+  }
+
+  private async findFunction(column: 'id' | 'name', value: string): Promise<FunctionRecord | undefined> {
+    const row = await this.db.selectFrom('functions').selectAll().where(column, '=', value).executeTakeFirst();
+    return row && rowToFunction(row);
+  }
+}
+
+/** ISO-8601 UTC with milliseconds: sorts as text in time order. */
+function timestamp(): string {
+  return new Date().toISOString();
+}
+
+/** Runs a write, turning a clash on the unique function name into NameTakenError. */
+async function guardName<T>(name: string | undefined, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (name !== undefined && isNameClash(err)) throw new NameTakenError(name);
+    throw err;
+  }
+}
+
+function isNameClash(err: unknown): boolean {
+  return (
+    err instanceof Database.SqliteError &&
+    err.code === 'SQLITE_CONSTRAINT_UNIQUE' &&
+    err.message.includes('functions.name')
+  );
+}
+
+function parseJson<T>(text: string): T {
+  return JSON.parse(text) as T;
+}
+
+function rowToFunction(row: Selectable<FunctionsTable>): FunctionRecord {
+  return { ...row, env_vars: parseJson<FunctionRecord['env_vars']>(row.env_vars) };
+}
+
+function patchToRow(patch: FunctionPatch): Updateable<FunctionsTable> {
+  const { env_vars, ...rest } = patch;
+  return env_vars === undefined ? rest : { ...rest, env_vars: JSON.stringify(env_vars) };
+}
+
+function rowToInvocation(row: Selectable<InvocationsTable>): InvocationRecord {
+  const { seq: _seq, cold_start, logs, error, ...rest } = row;
+  return {
+    ...rest,
+    cold_start: cold_start === 1,
+    logs: parseJson<InvocationRecord['logs']>(logs),
+    error: error === null ? null : parseJson<NonNullable<InvocationRecord['error']>>(error),
+  };
+}
+
+function invocationToRow(invocation: InvocationRecord): Insertable<InvocationsTable> {
+  return {
+    ...invocation,
+    cold_start: invocation.cold_start ? 1 : 0,
+    logs: JSON.stringify(invocation.logs),
+    error: invocation.error === null ? null : JSON.stringify(invocation.error),
+  };
+}

@@ -1,0 +1,73 @@
+// What the domain stores, independent of the database behind it (SQLite now, PostgreSQL later).
+import type { Runtime } from '../guest/protocol.js';
+
+export type FunctionState = 'creating' | 'booting' | 'deploying' | 'ready' | 'error';
+export type InvocationStatus = 'success' | 'error' | 'timeout';
+
+export interface FunctionRecord {
+  id: string;
+  name: string;
+  runtime: Runtime;
+  code: string;
+  handler: string;
+  env_vars: Record<string, string>;
+  timeout_seconds: number;
+  memory_mb: number;
+  vcpu: number;
+  max_concurrency: number;
+  vm_id: string | null;
+  guest_ip: string | null;
+  port: number | null;
+  state: FunctionState;
+  error: string | null;
+  /** Increments on every code or configuration change. */
+  version: number;
+  created_at: string;
+  updated_at: string;
+  last_invoked_at: string | null;
+}
+
+export interface InvocationRecord {
+  id: string;
+  function_id: string;
+  request_id: string;
+  status: InvocationStatus;
+  duration_ms: number;
+  invoked_at: string;
+  version: number;
+  cold_start: boolean;
+  logs: string[];
+  error: { type: string; message: string; stack: string } | null;
+}
+
+export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at'>;
+export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at'>>;
+
+export class NameTakenError extends Error {
+  override name = 'NameTakenError';
+  constructor(readonly functionName: string) {
+    super(`a function named "${functionName}" already exists`);
+  }
+}
+
+export interface Store {
+  /** Inserts; throws NameTakenError if the name is used. Timestamps are set by the store. */
+  createFunction(fn: NewFunction): Promise<FunctionRecord>;
+  getFunction(id: string): Promise<FunctionRecord | undefined>;
+  getFunctionByName(name: string): Promise<FunctionRecord | undefined>;
+  /** Oldest first. */
+  listFunctions(): Promise<FunctionRecord[]>;
+  /** Applies the patch and bumps updated_at; throws NameTakenError on a name clash; undefined if gone. */
+  updateFunction(id: string, patch: FunctionPatch): Promise<FunctionRecord | undefined>;
+  /** Deletes the function and all its invocation records; false if it did not exist. */
+  deleteFunction(id: string): Promise<boolean>;
+  /**
+   * Records one invocation and sets the function's last_invoked_at to its invoked_at, in one transaction,
+   * then trims that function's history to the newest `retention` records.
+   */
+  recordInvocation(invocation: InvocationRecord, retention: number): Promise<void>;
+  /** Newest first. */
+  listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]>;
+  countInvocations(functionId: string): Promise<number>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,304 @@
+// Tests of the SQLite store against real database files in a fresh temporary directory.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { openSqliteStore } from '../src/store/sqlite.js';
+import { NameTakenError, type InvocationRecord, type NewFunction, type Store } from '../src/store/types.js';
+
+const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+let dir: string;
+let nextFile = 0;
+let nextId = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fnvm-store-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A path for a new database file, in a subdirectory the store has to create. */
+function freshPath(): string {
+  return join(dir, `db${nextFile++}`, 'fnvm.db');
+}
+
+/** Opens a store on a new file and closes it when the test ends. */
+async function openStore(t: TestContext, path = freshPath()): Promise<Store> {
+  const store = await openSqliteStore(path);
+  t.after(() => store.close());
+  return store;
+}
+
+function uid(prefix: string): string {
+  return `${prefix}-${nextId++}`;
+}
+
+function newFunction(overrides: Partial<NewFunction> = {}): NewFunction {
+  return {
+    id: uid('fn'),
+    name: uid('name'),
+    runtime: 'node',
+    code: 'export const handler = () => 42;',
+    handler: 'index.handler',
+    env_vars: { A: '1' },
+    timeout_seconds: 30,
+    memory_mb: 128,
+    vcpu: 1,
+    max_concurrency: 4,
+    vm_id: null,
+    guest_ip: null,
+    port: null,
+    state: 'creating',
+    error: null,
+    version: 1,
+    ...overrides,
+  };
+}
+
+function newInvocation(functionId: string, overrides: Partial<InvocationRecord> = {}): InvocationRecord {
+  return {
+    id: uid('inv'),
+    function_id: functionId,
+    request_id: uid('req'),
+    status: 'success',
+    duration_ms: 12.5,
+    invoked_at: new Date().toISOString(),
+    version: 1,
+    cold_start: false,
+    logs: [],
+    error: null,
+    ...overrides,
+  };
+}
+
+/** Records `count` invocations and returns them oldest first. */
+async function recordMany(store: Store, functionId: string, count: number, retention = 1000): Promise<InvocationRecord[]> {
+  const recorded: InvocationRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const invocation = newInvocation(functionId);
+    await store.recordInvocation(invocation, retention);
+    recorded.push(invocation);
+  }
+  return recorded;
+}
+
+const ids = (records: { id: string }[]): string[] => records.map((r) => r.id);
+
+/** Reads a database file directly, bypassing the store. */
+function withRaw<T>(path: string, read: (db: Database.Database) => T): T {
+  const db = new Database(path);
+  try {
+    return read(db);
+  } finally {
+    db.close();
+  }
+}
+
+describe('functions', () => {
+  test('create, get, get by name, and list oldest first', async (t) => {
+    const store = await openStore(t);
+    const input = newFunction({ name: 'alpha' });
+    const created = await store.createFunction(input);
+    assert.deepEqual(created, { ...input, created_at: created.created_at, updated_at: created.created_at, last_invoked_at: null });
+    assert.match(created.created_at, ISO_UTC_MS);
+
+    const others = [await store.createFunction(newFunction()), await store.createFunction(newFunction())];
+    assert.deepEqual(await store.getFunction(created.id), created);
+    assert.deepEqual(await store.getFunctionByName('alpha'), created);
+    assert.deepEqual(await store.listFunctions(), [created, ...others]);
+    assert.equal(await store.getFunction('missing'), undefined);
+    assert.equal(await store.getFunctionByName('missing'), undefined);
+  });
+
+  test('a taken name throws NameTakenError on create and on rename', async (t) => {
+    const store = await openStore(t);
+    await store.createFunction(newFunction({ name: 'taken' }));
+    await assert.rejects(store.createFunction(newFunction({ name: 'taken' })), (err: unknown) => {
+      assert.ok(err instanceof NameTakenError);
+      assert.equal(err.functionName, 'taken');
+      return true;
+    });
+
+    const other = await store.createFunction(newFunction({ name: 'other' }));
+    await assert.rejects(store.updateFunction(other.id, { name: 'taken' }), NameTakenError);
+    assert.deepEqual(await store.getFunction(other.id), other, 'a failed rename changes nothing');
+    assert.equal((await store.updateFunction(other.id, { name: 'free' }))?.name, 'free');
+  });
+
+  test('update applies the patch and bumps only updated_at', async (t) => {
+    const store = await openStore(t);
+    const created = await store.createFunction(newFunction());
+    await sleep(5); // so the new updated_at differs at millisecond resolution
+    const patch = {
+      env_vars: { KEY: 'value', EMPTY: '', QUOTE: '"x"\n' },
+      code: 'new code',
+      state: 'ready',
+      vm_id: 'vm-1',
+      guest_ip: '10.0.0.2',
+      port: 8080,
+      version: 2,
+    } as const;
+    const updated = await store.updateFunction(created.id, patch);
+    assert.ok(updated);
+    assert.deepEqual(updated, { ...created, ...patch, updated_at: updated.updated_at });
+    assert.equal(updated.created_at, created.created_at);
+    assert.ok(updated.updated_at > created.updated_at);
+    assert.deepEqual(await store.getFunction(created.id), updated);
+
+    await sleep(5);
+    const touched = await store.updateFunction(created.id, {});
+    assert.ok(touched && touched.updated_at > updated.updated_at, 'an empty patch still bumps updated_at');
+    assert.equal(await store.updateFunction('missing', { state: 'error' }), undefined);
+  });
+
+  test('delete removes the function and its invocations', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const kept = await store.createFunction(newFunction());
+    await recordMany(store, fn.id, 3);
+    await recordMany(store, kept.id, 2);
+
+    assert.equal(await store.deleteFunction(fn.id), true);
+    assert.equal(await store.getFunction(fn.id), undefined);
+    assert.equal(await store.countInvocations(fn.id), 0);
+    assert.deepEqual(await store.listInvocations(fn.id, 10, 0), []);
+    assert.equal(await store.countInvocations(kept.id), 2);
+    assert.equal(await store.deleteFunction(fn.id), false);
+  });
+
+  test('the foreign key cascades deletes done outside the store', async (t) => {
+    const path = freshPath();
+    const store = await openStore(t, path);
+    const fn = await store.createFunction(newFunction());
+    await recordMany(store, fn.id, 2);
+    withRaw(path, (db) => {
+      db.pragma('foreign_keys = ON');
+      db.prepare('DELETE FROM functions WHERE id = ?').run(fn.id);
+    });
+    assert.equal(await store.countInvocations(fn.id), 0);
+  });
+});
+
+describe('invocations', () => {
+  test('record sets last_invoked_at and round-trips logs, error and cold_start', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const failed = newInvocation(fn.id, {
+      status: 'error',
+      cold_start: true,
+      duration_ms: 3.25,
+      invoked_at: '2024-05-01T10:00:00.123Z',
+      logs: ['line 1', '', 'ünïcødé ✓'],
+      error: { type: 'TypeError', message: 'x is not a function', stack: 'TypeError: x\n    at f (index.js:1:1)' },
+    });
+    const ok = newInvocation(fn.id, { invoked_at: '2024-05-01T10:00:01.000Z', version: 2 });
+    await store.recordInvocation(failed, 100);
+    await store.recordInvocation(ok, 100);
+
+    assert.deepEqual(await store.listInvocations(fn.id, 10, 0), [ok, failed]);
+    assert.equal((await store.getFunction(fn.id))?.last_invoked_at, ok.invoked_at);
+    assert.equal(await store.countInvocations(fn.id), 2);
+  });
+
+  test('record for an unknown function fails and stores nothing', async (t) => {
+    const store = await openStore(t);
+    await assert.rejects(store.recordInvocation(newInvocation('missing'), 10), /FOREIGN KEY/);
+    assert.equal(await store.countInvocations('missing'), 0);
+  });
+
+  test('retention trims each function to its newest records', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const other = await store.createFunction(newFunction());
+    await recordMany(store, other.id, 4, 3);
+    const recorded = await recordMany(store, fn.id, 10, 3);
+
+    assert.equal(await store.countInvocations(fn.id), 3);
+    assert.deepEqual(ids(await store.listInvocations(fn.id, 10, 0)), ids(recorded.slice(-3).reverse()));
+    assert.equal(await store.countInvocations(other.id), 3, 'trimming one function leaves others alone');
+
+    await store.recordInvocation(newInvocation(fn.id), 0);
+    assert.equal(await store.countInvocations(fn.id), 0, 'retention 0 keeps nothing');
+    await assert.rejects(store.recordInvocation(newInvocation(fn.id), -1), RangeError);
+  });
+
+  test('list is newest first with limit and offset', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    // Identical timestamps: the order must come from recording order, not the clock.
+    const newestFirst: InvocationRecord[] = [];
+    for (let i = 0; i < 7; i++) {
+      const invocation = newInvocation(fn.id, { invoked_at: '2024-01-01T00:00:00.000Z' });
+      await store.recordInvocation(invocation, 100);
+      newestFirst.unshift(invocation);
+    }
+    assert.deepEqual(await store.listInvocations(fn.id, 3, 0), newestFirst.slice(0, 3));
+    assert.deepEqual(await store.listInvocations(fn.id, 3, 3), newestFirst.slice(3, 6));
+    assert.deepEqual(await store.listInvocations(fn.id, 3, 6), newestFirst.slice(6));
+    assert.deepEqual(await store.listInvocations(fn.id, 3, 9), []);
+  });
+});
+
+describe('database file', () => {
+  test('reopening keeps everything and reruns no migration', async () => {
+    const path = freshPath();
+    const first = await openSqliteStore(path);
+    const fn = await first.createFunction(newFunction());
+    const invocations = await recordMany(first, fn.id, 3);
+    const saved = await first.getFunction(fn.id);
+    await first.close();
+
+    const reopened = await openSqliteStore(path);
+    try {
+      assert.deepEqual(await reopened.listFunctions(), [saved]);
+      assert.deepEqual(await reopened.listInvocations(fn.id, 10, 0), invocations.reverse());
+    } finally {
+      await reopened.close();
+    }
+    const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
+    assert.deepEqual(applied, [{ name: '0001_initial' }]);
+  });
+
+  test('two stores on one file see each other\'s writes', async (t) => {
+    const path = freshPath();
+    const a = await openStore(t, path);
+    const b = await openStore(t, path);
+    assert.equal(withRaw(path, (db) => db.pragma('journal_mode', { simple: true })), 'wal');
+
+    const fromA = await a.createFunction(newFunction());
+    assert.deepEqual(await b.getFunction(fromA.id), fromA);
+    const invocation = newInvocation(fromA.id);
+    await b.recordInvocation(invocation, 10);
+    assert.deepEqual(await a.listInvocations(fromA.id, 10, 0), [invocation]);
+  });
+
+  test('unicode and a 5 MB code string round-trip intact', async (t) => {
+    const store = await openStore(t);
+    const line = '// ünïcødé 日本語 🚀 \u0000 "quotes" \\ back\n';
+    const code = line.repeat(Math.ceil((5 * 1024 * 1024) / line.length));
+    const input = newFunction({ name: 'función-🚀-名前', code, env_vars: { 'CLÉ_🔑': 'värde ✓', NUL: 'a\u0000b' } });
+    const created = await store.createFunction(input);
+    const loaded = await store.getFunctionByName(input.name);
+    assert.ok(loaded);
+    assert.equal(loaded.code.length, code.length);
+    assert.ok(loaded.code === code, 'code differs');
+    assert.deepEqual(loaded, created);
+    assert.deepEqual(loaded.env_vars, input.env_vars);
+  });
+
+  test('an in-memory store works', async () => {
+    const store = await openSqliteStore(':memory:');
+    try {
+      const fn = await store.createFunction(newFunction());
+      await store.recordInvocation(newInvocation(fn.id), 5);
+      assert.equal(await store.countInvocations(fn.id), 1);
+    } finally {
+      await store.close();
+    }
+  });
+});
