@@ -5,16 +5,12 @@ import { join } from 'node:path';
 import { cacheDir, ensureImages } from '../src/images/build.js';
 import { startLocalAgent } from '../src/guest/local-agent.js';
 import type { GuestChannel } from '../src/guest/channel.js';
-import type { Runtime } from '../src/guest/protocol.js';
+import { identityHandler } from '../src/guest/warmup.js';
 import { createQemuDriver } from '../src/vm/driver.js';
 import { ms, percentile, row, timeEach } from './stats.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const trips = Number(process.env.BENCH_TRIPS ?? 2000);
-const trivial: Record<Runtime, string> = {
-  node: 'exports.handler = (e) => e',
-  python: 'def handler(event):\n    return event',
-};
 
 async function roundTrips(channel: GuestChannel): Promise<number[]> {
   const invoke = () => channel.request('invoke', { request_id: 'b', event: { n: 1 }, timeout_ms: 5000 });
@@ -39,7 +35,7 @@ async function main(): Promise<void> {
         let start = performance.now();
         const vm = await driver.boot(spec);
         boots.push(performance.now() - start);
-        await vm.channel.request('load', { code: trivial[runtime], handler: 'handler', env: {}, version: 1 });
+        await vm.channel.request('load', { code: identityHandler[runtime], handler: 'handler', env: {}, version: 1 });
         start = performance.now();
         const snapshot = await vm.snapshot(join(runRoot, `${runtime}.vmstate`));
         snaps.push(performance.now() - start);
@@ -53,7 +49,7 @@ async function main(): Promise<void> {
         await restored.stop();
       }
       const local = startLocalAgent(runtime);
-      await local.channel.request('load', { code: trivial[runtime], handler: 'handler', env: {}, version: 1 });
+      await local.channel.request('load', { code: identityHandler[runtime], handler: 'handler', env: {}, version: 1 });
       const floor = await roundTrips(local.channel);
       await local.stop();
       const p50 = percentile(inVm, 50);

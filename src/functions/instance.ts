@@ -75,9 +75,8 @@ export class FunctionInstance {
   async deploy(deployment: Deployment, phase: (p: 'booting' | 'deploying', vm?: Vm) => Promise<void>): Promise<void> {
     await phase('booting');
     const vm = await this.acquire(deployment);
-    await phase('deploying', vm);
-    await this.load(vm, deployment);
-    this.attach(vm, deployment);
+    await this.loadOrStop(vm, deployment, () => phase('deploying', vm));
+    await this.attach(vm, deployment);
   }
 
   /** New code/handler/env into the running VM: atomic swap in the agent, in-flight calls finish on the old code. */
@@ -94,14 +93,9 @@ export class FunctionInstance {
   /** A VM of a new shape: loaded and switched to once ready; the old one drains, then stops. */
   async move(deployment: Deployment): Promise<void> {
     const vm = await this.acquire(deployment);
-    try {
-      await this.load(vm, deployment);
-    } catch (error) {
-      await vm.stop();
-      throw error;
-    }
+    await this.loadOrStop(vm, deployment);
     const old = this.target;
-    this.attach(vm, deployment);
+    await this.attach(vm, deployment);
     if (old) void old.then((oldVm) => this.drain(oldVm), () => {});
   }
 
@@ -155,7 +149,23 @@ export class FunctionInstance {
     }
   }
 
-  private attach(vm: Vm, deployment: Deployment): void {
+  /** Loads `d` into a VM not yet serving; on any failure the VM is stopped, never leaked. */
+  private async loadOrStop(vm: Vm, d: Deployment, before?: () => Promise<void>): Promise<void> {
+    try {
+      await before?.();
+      await this.load(vm, d);
+    } catch (error) {
+      await vm.stop();
+      throw error;
+    }
+  }
+
+  /** Makes `vm` the serving VM, unless the function was deleted meanwhile. */
+  private async attach(vm: Vm, deployment: Deployment): Promise<void> {
+    if (this.deleted) {
+      await vm.stop();
+      throw new DeletedError('function deleted while it was deploying');
+    }
     this.target = Promise.resolve(vm);
     this.targetReady = true;
     this.deployment = deployment;
@@ -175,8 +185,8 @@ export class FunctionInstance {
     this.targetReady = false;
     const replacement = this.exclusive(async () => {
       const fresh = await this.acquire(deployment);
-      await this.load(fresh, deployment);
-      this.attach(fresh, deployment);
+      await this.loadOrStop(fresh, deployment);
+      await this.attach(fresh, deployment);
       return fresh;
     });
     this.target = replacement;

@@ -61,3 +61,10 @@ export function checkEnvVars(env: Record<string, string>): Record<string, string
   }
   return env;
 }
+
+export function checkRange(field: string, value: number, range: { min: number; max: number }): number {
+  if (!Number.isInteger(value) || value < range.min || value > range.max) {
+    throw invalid(`${field} must be an integer from ${range.min} to ${range.max}`);
+  }
+  return value;
+}

@@ -2,8 +2,10 @@
 // Each spec's first VM is cold-booted and snapshotted once (the base snapshot); later ones are restored
 // from it, which is an order of magnitude faster than booting. Base snapshots persist across restarts.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { warmUp } from '../guest/warmup.js';
 import type { Snapshot, Vm, VmDriver } from './driver.js';
 import { specKey, type VmSpec } from './spec.js';
 
@@ -90,20 +92,23 @@ export class VmPool {
     const metaPath = this.metaPath(spec);
     if (existsSync(metaPath)) {
       const snapshot = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot;
-      if (existsSync(snapshot.path) && snapshot.accel === this.driver.accel) return snapshot;
+      const filesThere = existsSync(snapshot.path) && (!snapshot.ramPath || existsSync(snapshot.ramPath));
+      if (filesThere && snapshot.accel === this.driver.accel) return snapshot;
     }
     await mkdir(this.options.snapshotDir, { recursive: true });
     this.options.log?.(`cold-booting a ${specKey(spec)} VM for its base snapshot`);
     const vm = await this.driver.boot(spec);
     try {
-      const path = join(this.options.snapshotDir, `${specKey(spec)}.vmstate`);
-      const partial = `${path}.partial`;
-      const snapshot = await vm.snapshot(partial);
-      await rename(partial, path); // a crash mid-write never leaves a snapshot that looks complete
-      const done = { ...snapshot, path };
-      await writeFile(`${metaPath}.partial`, JSON.stringify(done));
-      await rename(`${metaPath}.partial`, metaPath);
-      return done;
+      // Written under a private name, then renamed: a crash mid-write never leaves a snapshot that looks
+      // complete, and two processes building the same snapshot do not write into each other's files.
+      const base = join(this.options.snapshotDir, `${specKey(spec)}-${randomUUID().slice(0, 8)}`);
+      const partial = await vm.snapshot(`${base}.partial`);
+      const snapshot: Snapshot = { ...partial, path: `${base}.vmstate`, ramPath: partial.ramPath && `${base}.ram` };
+      await rename(partial.path, snapshot.path);
+      if (partial.ramPath && snapshot.ramPath) await rename(partial.ramPath, snapshot.ramPath);
+      await writeFile(`${base}.json`, JSON.stringify(snapshot));
+      await rename(`${base}.json`, metaPath);
+      return snapshot;
     } finally {
       await vm.stop();
     }
@@ -122,6 +127,13 @@ export class VmPool {
     const key = specKey(spec);
     while (!this.closed && (this.idle.get(key)?.length ?? 0) < target) {
       const vm = await this.fresh(spec);
+      // Off the request path, so a deploy that takes this VM gets one whose first invoke is already fast.
+      try {
+        await warmUp(vm.channel, spec.runtime);
+      } catch (error) {
+        await vm.stop();
+        throw error;
+      }
       if (this.closed) {
         await vm.stop();
         return;
@@ -135,8 +147,4 @@ export class VmPool {
       });
     }
   }
-}
-
-export async function removeSnapshots(snapshotDir: string): Promise<void> {
-  await rm(snapshotDir, { recursive: true, force: true });
 }

@@ -1,0 +1,53 @@
+// /v1/functions: the endpoints of functions-api.md. HTTP only; the domain does the work.
+import type { FastifyInstance } from 'fastify';
+import { invalid } from '../functions/errors.js';
+import type { FunctionInput, FunctionService } from '../functions/service.js';
+import { createBody, updateBody } from './schemas.js';
+
+type IdParams = { Params: { id: string } };
+
+export function functionsRoutes(service: FunctionService) {
+  return async (app: FastifyInstance): Promise<void> => {
+    app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody } }, async (request) => {
+      const record = await service.create(request.body);
+      return { id: record.id };
+    });
+
+    app.get('/v1/functions', async () => ({ items: service.list() }));
+
+    app.get<IdParams>('/v1/functions/:id', async (request) => ({ item: service.get(request.params.id) }));
+
+    app.put<IdParams & { Body: FunctionInput }>('/v1/functions/:id', { schema: { body: updateBody } }, async (request) => ({
+      item: await service.update(request.params.id, request.body),
+    }));
+
+    app.delete<IdParams>('/v1/functions/:id', async (request) => {
+      await service.delete(request.params.id);
+      return { message: 'Function deleted' };
+    });
+
+    app.post<IdParams & { Body: unknown }>('/v1/functions/:id/invoke', async (request) => {
+      return service.invoke(request.params.id, eventOf(request.body));
+    });
+
+    app.get<IdParams & { Querystring: Record<string, string | undefined> }>('/v1/functions/:id/logs', async (request) => {
+      const limit = queryInt(request.query.limit, 'limit', 100, 1, 1000);
+      const offset = queryInt(request.query.offset, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+      return { items: await service.invocations(request.params.id, limit, offset) };
+    });
+  };
+}
+
+/** `{"event": ...}` as documented; a body without an `event` key is taken as the event itself. */
+function eventOf(body: unknown): unknown {
+  if (body === undefined || body === null) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw invalid('the body must be a JSON object like {"event": {...}}');
+  return 'event' in body ? (body as { event: unknown }).event : body;
+}
+
+function queryInt(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) throw invalid(`${name} must be an integer from ${min} to ${max}`);
+  return value;
+}

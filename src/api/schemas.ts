@@ -1,0 +1,15 @@
+// JSON schemas of request bodies: types only. Ranges and formats are domain rules (src/functions/validation).
+const definition = {
+  name: { type: 'string' },
+  runtime: { type: 'string' },
+  code: { type: 'string' },
+  handler: { type: 'string' },
+  vcpu: { type: 'integer' },
+  memory_mb: { type: 'integer' },
+  timeout_seconds: { type: 'integer' },
+  max_concurrency: { type: 'integer' },
+  env_vars: { type: 'object', additionalProperties: { type: 'string' } },
+} as const;
+
+export const createBody = { type: 'object', required: ['name', 'runtime', 'code'], properties: definition } as const;
+export const updateBody = { type: 'object', properties: definition } as const;

@@ -1,0 +1,47 @@
+// The HTTP server: Fastify with CORS, body limits, error mapping, and the route plugins.
+import cors from '@fastify/cors';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { FunctionService } from '../functions/service.js';
+import { sendError } from './errors.js';
+import { functionsRoutes } from './functions-routes.js';
+
+export interface ApiOptions {
+  service: FunctionService;
+  health: () => Record<string, unknown>;
+  /** Allowed browser origins: exact origins, or '*' for any. Empty: any localhost origin. */
+  corsOrigins: string[];
+  logLevel: string;
+}
+
+/** Payloads up to 6 MB, plus room for the JSON around them. */
+export const bodyLimitBytes = 6 * 1024 * 1024 + 64 * 1024;
+
+const localhostOrigin = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
+
+export function corsOriginCheck(allowed: string[]): (origin: string | undefined) => boolean {
+  if (allowed.includes('*')) return () => true;
+  if (allowed.length === 0) return (origin) => origin === undefined || localhostOrigin.test(origin);
+  return (origin) => origin === undefined || allowed.includes(origin);
+}
+
+export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: { level: options.logLevel },
+    bodyLimit: bodyLimitBytes,
+    // Numbers must arrive as numbers: "vcpu": "2" is a client bug worth a 400, not a silent coercion.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
+    return503OnClosing: true,
+  });
+  app.setErrorHandler(sendError);
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: `no route ${request.method} ${request.url}` });
+  });
+  const allowed = corsOriginCheck(options.corsOrigins);
+  await app.register(cors, {
+    origin: (origin, callback) => callback(null, allowed(origin)),
+    methods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
+  });
+  app.get('/v1/health', async () => options.health());
+  await app.register(functionsRoutes(options.service));
+  return app;
+}

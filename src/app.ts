@@ -1,0 +1,71 @@
+// Composition root: store + images + VM driver + warm pool + functions service + HTTP API.
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from './api/server.js';
+import { databasePath, type Config } from './config.js';
+import { FunctionService } from './functions/service.js';
+import { ensureImages } from './images/build.js';
+import { openSqliteStore } from './store/sqlite.js';
+import { createQemuDriver } from './vm/driver.js';
+import { VmPool } from './vm/pool.js';
+import { ensureSystemPackages } from './system-deps.js';
+
+export interface Server {
+  app: FastifyInstance;
+  service: FunctionService;
+  pool: VmPool;
+  url: string;
+  /** Graceful: stop accepting, let in-flight requests finish, stop every VM, close the database. */
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config, log: (message: string) => void): Promise<Server> {
+  await ensureSystemPackages(log);
+  const images = await ensureImages(log);
+  // Unix socket paths are limited to 107 bytes, so VM sockets live under a short temp path.
+  const runRoot = join(tmpdir(), `fnvm-${process.pid}`);
+  mkdirSync(runRoot, { recursive: true });
+  const driver = await createQemuDriver({ images, runRoot, cacheDir: config.cacheDir });
+  log(`accelerator: ${driver.accel} (${driver.accelReason})`);
+  const warm = (['node', 'python'] as const).map((runtime) => ({
+    spec: { runtime, vcpu: 1, memoryMb: 256, network: config.network },
+    size: config.poolSize,
+  }));
+  const pool = new VmPool(driver, { snapshotDir: join(config.cacheDir, 'snapshots', images.hash), warm, log });
+  pool.start();
+  const store = await openSqliteStore(databasePath(config));
+  const service = await FunctionService.open({
+    store,
+    pool,
+    network: config.network,
+    deployWaitMs: config.deployWaitMs,
+    retention: config.retention,
+    log,
+  });
+  const health = () => ({
+    status: 'ok',
+    accelerator: driver.accel,
+    accelerator_reason: driver.accelReason,
+    vm_driver: driver.name,
+    pool: pool.sizes(),
+    images: images.versions,
+    functions: service.list().length,
+  });
+  const app = await buildApi({ service, health, corsOrigins: config.corsOrigins, logLevel: config.logLevel });
+  const url = await app.listen({ host: config.host, port: config.port });
+  return {
+    app,
+    service,
+    pool,
+    url,
+    async close() {
+      await app.close();
+      await service.close();
+      await pool.close();
+      await store.close();
+      rmSync(runRoot, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,44 @@
+// Server settings from the environment, with the defaults README documents.
+import { join, resolve } from 'node:path';
+import { cacheDir } from './images/build.js';
+import type { NetworkMode } from './vm/spec.js';
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  cacheDir: string;
+  corsOrigins: string[];
+  poolSize: number;
+  retention: number;
+  deployWaitMs: number;
+  network: NetworkMode;
+  logLevel: string;
+}
+
+function int(name: string, fallback: number, min = 0): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return value;
+}
+
+export function configFromEnv(): Config {
+  const network = process.env.FNVM_NETWORK ?? 'outbound';
+  if (network !== 'outbound' && network !== 'none') throw new Error('FNVM_NETWORK must be "outbound" or "none"');
+  return {
+    host: process.env.FNVM_HOST ?? '127.0.0.1',
+    port: int('FNVM_PORT', 18080),
+    dataDir: resolve(process.env.FNVM_DATA_DIR ?? './data'),
+    cacheDir: cacheDir(),
+    corsOrigins: (process.env.FNVM_CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+    poolSize: int('FNVM_POOL_SIZE', 1),
+    retention: int('FNVM_LOG_RETENTION', 1000, 1),
+    deployWaitMs: int('FNVM_DEPLOY_WAIT_MS', 30_000),
+    network,
+    logLevel: process.env.FNVM_LOG_LEVEL ?? 'info',
+  };
+}
+
+export const databasePath = (config: Config) => join(config.dataDir, 'fnvm.sqlite');

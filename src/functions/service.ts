@@ -1,0 +1,347 @@
+// The functions domain: create, update (hot reload or move), delete, invoke and history, over a store
+// and a warm VM pool. The store is the source of truth; `records` is its in-memory copy for the hot path.
+import { randomUUID } from 'node:crypto';
+import { ChannelClosedError, ChannelTimeoutError } from '../guest/channel.js';
+import type { Runtime } from '../guest/protocol.js';
+import {
+  NameTakenError,
+  type FunctionPatch,
+  type FunctionRecord,
+  type FunctionState,
+  type InvocationRecord,
+  type Store,
+} from '../store/types.js';
+import type { Vm } from '../vm/driver.js';
+import type { VmPool } from '../vm/pool.js';
+import type { NetworkMode } from '../vm/spec.js';
+import { busy, conflict, invalid, notFound, unavailable } from './errors.js';
+import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome } from './instance.js';
+import { Limiter } from './limiter.js';
+import { checkEnvVars, checkHandler, checkName, checkRange, defaults, isUuid, limits, normaliseRuntime } from './validation.js';
+
+export interface FunctionInput {
+  name?: string;
+  runtime?: string;
+  code?: string;
+  handler?: string;
+  vcpu?: number;
+  memory_mb?: number;
+  timeout_seconds?: number;
+  max_concurrency?: number;
+  env_vars?: Record<string, string>;
+}
+
+export interface InvokeResponse extends Omit<InvokeOutcome, 'version'> {
+  request_id: string;
+  version: number;
+}
+
+export interface ServiceOptions {
+  store: Store;
+  pool: VmPool;
+  network: NetworkMode;
+  /** How long an invocation waits for a function that is still deploying. */
+  deployWaitMs: number;
+  /** Invocation records kept per function. */
+  retention: number;
+  log: (message: string) => void;
+}
+
+const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
+const guestAddress = '10.0.2.15';
+
+export class FunctionService {
+  private readonly records = new Map<string, FunctionRecord>();
+  private readonly instances = new Map<string, FunctionInstance>();
+  private readonly settleWaiters = new Map<string, Array<() => void>>();
+  /** Background deploys at once: each restores a VM, and there are only a few cores. */
+  private readonly deploys = new Limiter(2);
+
+  private constructor(private readonly options: ServiceOptions) {}
+
+  /** Loads every stored function and redeploys the ones that were not in error (their VMs did not survive). */
+  static async open(options: ServiceOptions): Promise<FunctionService> {
+    const service = new FunctionService(options);
+    for (const record of await options.store.listFunctions()) {
+      service.records.set(record.id, record);
+      service.instances.set(record.id, service.newInstance(record.id));
+      if (record.state !== 'error') service.scheduleDeploy(record.id);
+    }
+    return service;
+  }
+
+  list(): FunctionRecord[] {
+    return [...this.records.values()];
+  }
+
+  /** By id, or by name. */
+  get(idOrName: string): FunctionRecord {
+    const byId = this.records.get(idOrName);
+    if (byId) return byId;
+    if (!isUuid(idOrName)) for (const record of this.records.values()) if (record.name === idOrName) return record;
+    throw notFound(idOrName);
+  }
+
+  async create(input: FunctionInput): Promise<FunctionRecord> {
+    if (input.name === undefined) throw invalid('name is required');
+    if (input.runtime === undefined) throw invalid('runtime is required');
+    if (input.code === undefined) throw invalid('code is required');
+    const fields = checkFields(input);
+    let record: FunctionRecord;
+    try {
+      record = await this.options.store.createFunction({
+        id: randomUUID(),
+        name: fields.name ?? input.name,
+        runtime: fields.runtime ?? 'node',
+        code: fields.code ?? input.code,
+        handler: fields.handler ?? defaults.handler,
+        env_vars: fields.env_vars ?? {},
+        timeout_seconds: fields.timeout_seconds ?? defaults.timeoutSeconds,
+        memory_mb: fields.memory_mb ?? defaults.memoryMb,
+        vcpu: fields.vcpu ?? defaults.vcpu,
+        max_concurrency: fields.max_concurrency ?? defaults.maxConcurrency,
+        vm_id: null,
+        guest_ip: null,
+        port: null,
+        state: 'creating',
+        error: null,
+        version: 1,
+      });
+    } catch (error) {
+      throw error instanceof NameTakenError ? conflict(error.message) : error;
+    }
+    this.records.set(record.id, record);
+    this.instances.set(record.id, this.newInstance(record.id));
+    this.scheduleDeploy(record.id);
+    return record;
+  }
+
+  /**
+   * Applies a partial update. Code/handler/env changes are loaded into the running VM before the new
+   * definition is stored (a load error is a 400 and changes nothing); shape changes move to a new VM.
+   */
+  async update(idOrName: string, input: FunctionInput): Promise<FunctionRecord> {
+    const id = this.get(idOrName).id;
+    const instance = this.instance(id);
+    return instance.exclusive(async () => {
+      const current = this.get(id);
+      const patch = changes(current, checkFields(input));
+      if (Object.keys(patch).length === 0) return current;
+      if (patch.name !== undefined) this.checkNameFree(patch.name, id);
+      const next: FunctionRecord = { ...current, ...patch, version: current.version + 1 };
+      const touchesVm = ['code', 'handler', 'env_vars', 'runtime', 'memory_mb', 'vcpu'].some((k) => k in patch);
+      if (touchesVm && current.state === 'ready' && instance.hasTarget) {
+        try {
+          await instance.reload(this.deployment(next));
+        } catch (error) {
+          if (error instanceof LoadError) throw invalid(`the new code does not load: ${error.message}`);
+          throw unavailable(`could not apply the update: ${(error as Error).message}`);
+        }
+        return this.save(id, { ...patch, version: next.version });
+      }
+      if (touchesVm && current.state === 'error') {
+        const saved = await this.save(id, { ...patch, version: next.version, state: 'creating', error: null });
+        this.scheduleDeploy(id);
+        return saved;
+      }
+      return this.save(id, { ...patch, version: next.version });
+    });
+  }
+
+  async delete(idOrName: string): Promise<void> {
+    const { id } = this.get(idOrName);
+    const instance = this.instances.get(id);
+    this.records.delete(id);
+    this.instances.delete(id);
+    this.wakeSettled(id);
+    await instance?.stop(); // aborts a deploy in progress at its next step
+    await this.options.store.deleteFunction(id);
+  }
+
+  async invoke(idOrName: string, event: unknown): Promise<InvokeResponse> {
+    let record = this.get(idOrName);
+    if (deploying.has(record.state)) {
+      await this.waitSettled(record.id, this.options.deployWaitMs);
+      record = this.get(record.id);
+      if (deploying.has(record.state)) throw conflict(`function ${record.name} is still deploying (state: ${record.state})`);
+    }
+    if (record.state === 'error') throw conflict(`function ${record.name} is in error state: ${record.error ?? 'unknown error'}`);
+    const instance = this.instance(record.id);
+    if (instance.inflight >= record.max_concurrency) {
+      throw busy(`function ${record.name} is at its max_concurrency of ${record.max_concurrency}`);
+    }
+    const requestId = randomUUID();
+    const invokedAt = new Date().toISOString();
+    let outcome: InvokeOutcome;
+    try {
+      outcome = await instance.invoke(requestId, event, record.timeout_seconds * 1000, this.options.deployWaitMs);
+    } catch (error) {
+      if (error instanceof ChannelClosedError || error instanceof ChannelTimeoutError) {
+        throw unavailable(`function ${record.name} has no running VM right now: ${error.message}`);
+      }
+      throw error;
+    }
+    const durationMs = Math.round(outcome.duration_ms * 1000) / 1000;
+    await this.record({
+      id: randomUUID(),
+      function_id: record.id,
+      request_id: requestId,
+      status: outcome.status,
+      duration_ms: durationMs,
+      invoked_at: invokedAt,
+      version: outcome.version,
+      cold_start: outcome.cold_start,
+      logs: outcome.logs,
+      error: outcome.error,
+    });
+    const { status, response, logs, error, cold_start, version } = outcome;
+    return { request_id: requestId, status, duration_ms: durationMs, response, logs, error, cold_start, version };
+  }
+
+  async invocations(idOrName: string, limit: number, offset: number): Promise<InvocationRecord[]> {
+    const { id } = this.get(idOrName);
+    return this.options.store.listInvocations(id, limit, offset);
+  }
+
+  /** Stops every function VM (in-flight invocations on them fail). */
+  async close(): Promise<void> {
+    await Promise.all([...this.instances.values()].map((instance) => instance.stop()));
+    this.instances.clear();
+  }
+
+  private async record(invocation: InvocationRecord): Promise<void> {
+    const record = this.records.get(invocation.function_id);
+    if (!record) return; // deleted while it ran: its history went with it
+    record.last_invoked_at = invocation.invoked_at;
+    try {
+      await this.options.store.recordInvocation(invocation, this.options.retention);
+    } catch (error) {
+      if (this.records.has(invocation.function_id)) throw error;
+    }
+  }
+
+  private newInstance(id: string): FunctionInstance {
+    return new FunctionInstance(id, this.options.pool, {
+      onVm: (vm) => void this.save(id, this.vmFields(vm)).catch(() => {}),
+      onBroken: (reason) => void this.save(id, { state: 'error', error: reason, ...this.vmFields(null) }).catch(() => {}),
+      log: this.options.log,
+    });
+  }
+
+  private instance(id: string): FunctionInstance {
+    const instance = this.instances.get(id);
+    if (!instance) throw notFound(id);
+    return instance;
+  }
+
+  private scheduleDeploy(id: string): void {
+    const instance = this.instance(id);
+    void instance.exclusive(() => this.deploys.run(() => this.deploy(id, instance)));
+  }
+
+  private async deploy(id: string, instance: FunctionInstance): Promise<void> {
+    const record = this.records.get(id);
+    if (!record) return;
+    try {
+      if (record.state !== 'creating') await this.save(id, { state: 'creating', error: null });
+      await instance.deploy(this.deployment(record), async (state, vm) => {
+        await this.save(id, { state, ...(vm ? this.vmFields(vm) : {}) });
+      });
+      await this.save(id, { state: 'ready', error: null });
+    } catch (error) {
+      if (error instanceof DeletedError || !this.records.has(id)) return;
+      const reason = error instanceof LoadError ? error.message : `deployment failed: ${(error as Error).message}`;
+      this.options.log(`function ${id}: ${reason}`);
+      await this.save(id, { state: 'error', error: reason, ...this.vmFields(null) });
+    } finally {
+      this.wakeSettled(id);
+    }
+  }
+
+  private deployment(record: FunctionRecord): Deployment {
+    return {
+      code: record.code,
+      handler: record.handler,
+      env: record.env_vars,
+      version: record.version,
+      spec: { runtime: record.runtime, vcpu: record.vcpu, memoryMb: record.memory_mb, network: this.options.network },
+    };
+  }
+
+  private vmFields(vm: Vm | null): FunctionPatch {
+    return { vm_id: vm?.id ?? null, guest_ip: vm && this.options.network === 'outbound' ? guestAddress : null };
+  }
+
+  /** Writes through to the store and the in-memory copy; a function deleted meanwhile stays deleted. */
+  private async save(id: string, patch: FunctionPatch): Promise<FunctionRecord> {
+    if (!this.records.has(id)) throw notFound(id);
+    let saved: FunctionRecord | undefined;
+    try {
+      saved = await this.options.store.updateFunction(id, patch);
+    } catch (error) {
+      throw error instanceof NameTakenError ? conflict(error.message) : error;
+    }
+    if (!saved || !this.records.has(id)) throw notFound(id);
+    saved.last_invoked_at = this.records.get(id)?.last_invoked_at ?? saved.last_invoked_at;
+    this.records.set(id, saved);
+    return saved;
+  }
+
+  private checkNameFree(name: string, id: string): void {
+    for (const record of this.records.values()) {
+      if (record.name === name && record.id !== id) throw conflict(`a function named "${name}" already exists`);
+    }
+  }
+
+  private waitSettled(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      const waiters = this.settleWaiters.get(id) ?? [];
+      waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.settleWaiters.set(id, waiters);
+    });
+  }
+
+  private wakeSettled(id: string): void {
+    const waiters = this.settleWaiters.get(id) ?? [];
+    this.settleWaiters.delete(id);
+    for (const wake of waiters) wake();
+  }
+}
+
+type CheckedFields = Omit<FunctionPatch, 'runtime'> & { runtime?: Runtime };
+
+/** Validates the fields present in `input` and returns them normalised. */
+function checkFields(input: FunctionInput): CheckedFields {
+  const out: CheckedFields = {};
+  if (input.name !== undefined) out.name = checkName(input.name);
+  if (input.runtime !== undefined) out.runtime = normaliseRuntime(input.runtime);
+  if (input.code !== undefined) {
+    if (input.code.trim() === '') throw invalid('code must not be empty');
+    out.code = input.code;
+  }
+  if (input.handler !== undefined) out.handler = checkHandler(input.handler);
+  if (input.env_vars !== undefined) out.env_vars = checkEnvVars(input.env_vars);
+  if (input.vcpu !== undefined) out.vcpu = checkRange('vcpu', input.vcpu, limits.vcpu);
+  if (input.memory_mb !== undefined) out.memory_mb = checkRange('memory_mb', input.memory_mb, limits.memoryMb);
+  if (input.timeout_seconds !== undefined) {
+    out.timeout_seconds = checkRange('timeout_seconds', input.timeout_seconds, limits.timeoutSeconds);
+  }
+  if (input.max_concurrency !== undefined) {
+    out.max_concurrency = checkRange('max_concurrency', input.max_concurrency, limits.maxConcurrency);
+  }
+  return out;
+}
+
+/** The subset of `fields` that differs from `current`. */
+function changes(current: FunctionRecord, fields: CheckedFields): FunctionPatch {
+  const patch: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) {
+    const before = current[key as keyof FunctionRecord];
+    if (JSON.stringify(before) !== JSON.stringify(value)) patch[key] = value;
+  }
+  return patch as FunctionPatch;
+}

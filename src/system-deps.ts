@@ -1,0 +1,30 @@
+// Host programs fnvm needs, and installing the missing ones with apt when running as root.
+import { execFileSync } from 'node:child_process';
+import { run } from './images/exec.js';
+
+const needs: Array<{ command: string; pkg: string }> = [
+  { command: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
+  { command: 'mkfs.ext4', pkg: 'e2fsprogs' },
+  { command: 'cpio', pkg: 'cpio' },
+  { command: 'setpriv', pkg: 'util-linux' },
+];
+
+function has(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function ensureSystemPackages(log: (message: string) => void): Promise<void> {
+  const missing = [...new Set(needs.filter((n) => !has(n.command)).map((n) => n.pkg))];
+  if (missing.length === 0) return;
+  const command = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0) throw new Error(`missing system packages; run as root: ${command}`);
+  log(`installing system packages: ${missing.join(' ')}`);
+  process.env.DEBIAN_FRONTEND = 'noninteractive';
+  await run('apt-get', ['update']);
+  await run('apt-get', ['install', '-y', '--no-install-recommends', ...missing]);
+}

@@ -1,0 +1,54 @@
+// A real fnvm server on a free loopback port with its own data directory, for API tests.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, type Server } from '../../src/app.js';
+import { configFromEnv, type Config } from '../../src/config.js';
+
+export interface TestServer {
+  server: Server;
+  url: string;
+  dataDir: string;
+  api(path: string, init?: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  stop(options?: { keepData?: boolean }): Promise<void>;
+}
+
+export async function startTestServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+  const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'fnvm-api-'));
+  const config: Config = { ...configFromEnv(), host: '127.0.0.1', port: 0, dataDir, logLevel: 'warn', ...overrides };
+  const server = await startServer(config, (m) => process.stderr.write(`[fnvm] ${m}\n`));
+  const url = server.url;
+  return {
+    server,
+    url,
+    dataDir,
+    async api(path, init = {}) {
+      const headers: Record<string, string> = { ...init.headers };
+      let body: string | undefined = init.raw;
+      if (init.body !== undefined) {
+        body = JSON.stringify(init.body);
+        headers['content-type'] = 'application/json';
+      } else if (init.raw !== undefined) {
+        headers['content-type'] ??= 'application/json';
+      }
+      const response = await fetch(url + path, { method: init.method ?? 'GET', headers, body });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
+    },
+    async stop(options = {}) {
+      await server.close();
+      if (!options.keepData) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls GET /v1/functions/{id} like the documented client does, until ready or error. */
+export async function waitForState(server: TestServer, id: string, timeoutMs = 120_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { body } = await server.api(`/v1/functions/${id}`);
+    if (body.item.state === 'ready' || body.item.state === 'error') return body.item;
+    if (Date.now() > deadline) throw new Error(`function ${id} still ${body.item.state} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
