@@ -103,7 +103,10 @@ function readPort(fd, onChunk, onReset) {
   stream.on('error', (error) => fatal(`reading the port failed: ${error.message}`));
 }
 
-/** Async writes (the event loop never blocks on the port), one frame at a time. */
+/**
+ * Async writes (the event loop never blocks on the port). Frames queued while a write is in flight go out
+ * together in the next write: under load, one port write (and one host notification) carries many replies.
+ */
 function queuedWriter(fd) {
   const queue = [];
   let busy = false;
@@ -118,7 +121,7 @@ function queuedWriter(fd) {
   const next = () => {
     if (busy || queue.length === 0) return;
     busy = true;
-    writeFrom(queue.shift(), 0);
+    writeFrom(queue.length === 1 ? queue.shift() : Buffer.concat(queue.splice(0)), 0);
   };
   return (frame) => {
     queue.push(frame);
