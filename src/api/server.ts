@@ -3,7 +3,9 @@ import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { FunctionService } from '../functions/service.js';
 import { sendError } from './errors.js';
+import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
+import { webConsole } from './web.js';
 
 export interface ApiOptions {
   service: FunctionService;
@@ -43,5 +45,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   });
   app.get('/v1/health', async () => options.health());
   await app.register(functionsRoutes(options.service));
+  await app.register(eventsRoutes(options.service));
+  await app.register(webConsole);
   return app;
 }

@@ -1,6 +1,7 @@
 // The functions domain: create, update (hot reload or move), delete, invoke and history, over a store
 // and a warm VM pool. The store is the source of truth; `records` is its in-memory copy for the hot path.
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { ChannelClosedError, ChannelTimeoutError } from '../guest/channel.js';
 import type { Runtime } from '../guest/protocol.js';
 import {
@@ -50,7 +51,12 @@ export interface ServiceOptions {
 const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
 const guestAddress = '10.0.2.15';
 
+/** What watchers see: the new state of a function, or its deletion. */
+export type FunctionChange = { item: FunctionRecord } | { deleted: string };
+
 export class FunctionService {
+  /** Emits 'change' with a FunctionChange after every stored change. */
+  readonly changes = new EventEmitter().setMaxListeners(0);
   private readonly records = new Map<string, FunctionRecord>();
   private readonly instances = new Map<string, FunctionInstance>();
   private readonly settleWaiters = new Map<string, Array<() => void>>();
@@ -112,6 +118,7 @@ export class FunctionService {
     }
     this.records.set(record.id, record);
     this.instances.set(record.id, this.newInstance(record.id));
+    this.changes.emit('change', { item: record } satisfies FunctionChange);
     this.scheduleDeploy(record.id);
     return record;
   }
@@ -156,6 +163,7 @@ export class FunctionService {
     this.wakeSettled(id);
     await instance?.stop(); // aborts a deploy in progress at its next step
     await this.options.store.deleteFunction(id);
+    this.changes.emit('change', { deleted: id } satisfies FunctionChange);
   }
 
   async invoke(idOrName: string, event: unknown): Promise<InvokeResponse> {
@@ -284,6 +292,7 @@ export class FunctionService {
     if (!saved || !this.records.has(id)) throw notFound(id);
     saved.last_invoked_at = this.records.get(id)?.last_invoked_at ?? saved.last_invoked_at;
     this.records.set(id, saved);
+    this.changes.emit('change', { item: saved } satisfies FunctionChange);
     return saved;
   }
 
