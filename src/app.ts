@@ -11,6 +11,7 @@ import { openSqliteStore } from './store/sqlite.js';
 import { createQemuDriver } from './vm/driver.js';
 import { VmPool } from './vm/pool.js';
 import { ensureSystemPackages } from './system-deps.js';
+import { reapOrphans, runDirFor } from './vm/orphans.js';
 
 export interface Server {
   app: FastifyInstance;
@@ -25,7 +26,8 @@ export async function startServer(config: Config, log: (message: string) => void
   await ensureSystemPackages(log);
   const images = await ensureImages(log);
   // Unix socket paths are limited to 107 bytes, so VM sockets live under a short temp path.
-  const runRoot = join(tmpdir(), `fnvm-${process.pid}`);
+  reapOrphans(tmpdir(), log);
+  const runRoot = runDirFor(tmpdir());
   mkdirSync(runRoot, { recursive: true });
   const driver = await createQemuDriver({ images, runRoot, cacheDir: config.cacheDir });
   log(`accelerator: ${driver.accel} (${driver.accelReason})`);
@@ -42,6 +44,7 @@ export async function startServer(config: Config, log: (message: string) => void
     network: config.network,
     deployWaitMs: config.deployWaitMs,
     retention: config.retention,
+    idleSeconds: config.idleSeconds,
     log,
   });
   const health = () => ({

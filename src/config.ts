@@ -11,6 +11,7 @@ export interface Config {
   corsOrigins: string[];
   poolSize: number;
   retention: number;
+  idleSeconds: number;
   deployWaitMs: number;
   network: NetworkMode;
   logLevel: string;
@@ -35,6 +36,7 @@ export function configFromEnv(): Config {
     corsOrigins: (process.env.FNVM_CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
     poolSize: int('FNVM_POOL_SIZE', 1),
     retention: int('FNVM_LOG_RETENTION', 1000, 1),
+    idleSeconds: int('FNVM_IDLE_SECONDS', 300),
     deployWaitMs: int('FNVM_DEPLOY_WAIT_MS', 30_000),
     network,
     logLevel: process.env.FNVM_LOG_LEVEL ?? 'info',

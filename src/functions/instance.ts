@@ -4,6 +4,7 @@ import { ChannelClosedError, ChannelTimeoutError, GuestRequestError } from '../g
 import type { ErrorInfo, InvokeResult } from '../guest/protocol.js';
 import type { Vm } from '../vm/driver.js';
 import type { VmPool } from '../vm/pool.js';
+import { outOfMemory } from '../vm/diagnose.js';
 import { specKey, type VmSpec } from '../vm/spec.js';
 
 /** Everything a VM needs to serve one version of a function. */
@@ -52,17 +53,18 @@ export class FunctionInstance {
   private deployment: Deployment | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private deleted = false;
+  /** Scaled to zero: no VM, but the deployment is kept and the next invocation wakes the function. */
+  private asleep = false;
+  private idleTimer: NodeJS.Timeout | undefined;
   inflight = 0;
 
   constructor(
     readonly functionId: string,
     private readonly pool: VmPool,
     private readonly events: InstanceEvents,
+    /** Idle time after which the VM is stopped (0: never). */
+    private readonly idleMs: number,
   ) {}
-
-  get hasTarget(): boolean {
-    return this.target !== null;
-  }
 
   /** Runs `op` after every earlier VM-changing operation on this function has finished. */
   exclusive<T>(op: () => Promise<T>): Promise<T> {
@@ -100,31 +102,67 @@ export class FunctionInstance {
   }
 
   async invoke(requestId: string, event: unknown, timeoutMs: number, waitMs: number): Promise<InvokeOutcome> {
+    if (!this.target && this.asleep) this.wake();
     const target = this.target;
     if (!target) throw new ChannelClosedError('the function has no VM');
     const cold = !this.targetReady;
-    const vm = await withDeadline(target, waitMs, 'the function VM is not ready yet');
     this.inflight++;
+    clearTimeout(this.idleTimer);
+    let vm: Vm | undefined;
     try {
+      vm = await withDeadline(target, waitMs, 'the function VM is not ready yet');
       const result: InvokeResult = await vm.channel.request('invoke', { request_id: requestId, event, timeout_ms: timeoutMs }, timeoutMs);
       return { ...result, cold_start: cold };
     } catch (error) {
-      if (error instanceof ChannelTimeoutError) {
+      if (error instanceof ChannelTimeoutError && vm) {
         this.recycle(vm, `invocation ${requestId} exceeded its ${timeoutMs} ms timeout`);
         return failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, this.deployment);
       }
-      if (error instanceof ChannelClosedError) {
-        const reason = vm.failure ?? error.message;
+      if (error instanceof ChannelClosedError && vm) {
+        const reason = (await failureOf(vm, 1000)) ?? error.message;
+        if (reason.startsWith(outOfMemory)) {
+          const limit = this.deployment?.spec.memoryMb;
+          return failure('error', 'OutOfMemory', `the function ran out of memory (memory_mb: ${limit}); its VM was replaced`, cold, this.deployment);
+        }
         return failure('error', 'VMCrashed', `the function's VM stopped during the invocation: ${reason}`, cold, this.deployment);
       }
       throw error;
     } finally {
       this.inflight--;
+      if (this.inflight === 0 && this.idleMs > 0) this.idleTimer = setTimeout(() => void this.hibernate(), this.idleMs).unref();
     }
+  }
+
+  /** True if invocations can be served: a VM is (or will be) there, or the function sleeps and can wake. */
+  get canServe(): boolean {
+    return this.target !== null || this.asleep;
+  }
+
+  /** Scale to zero: stop the idle VM; the next invocation gets a fresh one with the same deployment. */
+  private hibernate(): Promise<void> {
+    return this.exclusive(async () => {
+      const target = this.target;
+      if (!target || this.inflight > 0 || this.deleted || !this.targetReady) return;
+      const vm = await target;
+      this.target = null;
+      this.asleep = true;
+      this.events.onVm(null);
+      this.events.log(`function ${this.functionId}: idle for ${this.idleMs / 1000} s, VM ${vm.id} stopped`);
+      await vm.stop();
+    });
+  }
+
+  private wake(): void {
+    const deployment = this.deployment;
+    if (!deployment) return;
+    this.asleep = false;
+    this.targetReady = false;
+    this.target = this.replaceWith(deployment, 'woken by an invocation');
   }
 
   async stop(): Promise<void> {
     this.deleted = true;
+    clearTimeout(this.idleTimer);
     const target = this.target;
     this.target = null;
     this.deployment = null;
@@ -168,6 +206,7 @@ export class FunctionInstance {
     }
     this.target = Promise.resolve(vm);
     this.targetReady = true;
+    this.asleep = false;
     this.deployment = deployment;
     vm.onFailure((reason) => {
       if (this.deleted) return;
@@ -183,25 +222,41 @@ export class FunctionInstance {
     this.events.log(`function ${this.functionId}: replacing VM ${vm.id}: ${reason}`);
     void vm.stop();
     this.targetReady = false;
+    this.target = this.replaceWith(deployment, reason);
+  }
+
+  /** A fresh VM with `deployment` loaded, as the new target; if none can be had the function is broken. */
+  private replaceWith(deployment: Deployment, reason: string): Promise<Vm> {
     const replacement = this.exclusive(async () => {
       const fresh = await this.acquire(deployment);
       await this.loadOrStop(fresh, deployment);
       await this.attach(fresh, deployment);
       return fresh;
     });
-    this.target = replacement;
     replacement.catch((error: unknown) => {
       if (this.target !== replacement || this.deleted) return;
       this.target = null;
       this.events.onVm(null);
-      this.events.onBroken(`VM lost (${reason}) and could not be replaced: ${(error as Error).message}`);
+      this.events.onBroken(`no VM could be started (${reason}): ${(error as Error).message}`);
     });
+    return replacement;
   }
 
   private async drain(vm: Vm): Promise<void> {
     await vm.channel.idle();
     await vm.stop();
   }
+}
+
+/** The reason a VM failed, if it does within `ms`. */
+function failureOf(vm: Vm, ms: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), ms);
+    vm.onFailure((reason) => {
+      clearTimeout(timer);
+      resolve(reason);
+    });
+  });
 }
 
 function failure(

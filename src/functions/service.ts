@@ -45,6 +45,8 @@ export interface ServiceOptions {
   deployWaitMs: number;
   /** Invocation records kept per function. */
   retention: number;
+  /** A function idle this long has its VM stopped (scale to zero); 0 keeps VMs forever. */
+  idleSeconds: number;
   log: (message: string) => void;
 }
 
@@ -137,7 +139,7 @@ export class FunctionService {
       if (patch.name !== undefined) this.checkNameFree(patch.name, id);
       const next: FunctionRecord = { ...current, ...patch, version: current.version + 1 };
       const touchesVm = ['code', 'handler', 'env_vars', 'runtime', 'memory_mb', 'vcpu'].some((k) => k in patch);
-      if (touchesVm && current.state === 'ready' && instance.hasTarget) {
+      if (touchesVm && current.state === 'ready' && instance.canServe) {
         try {
           await instance.reload(this.deployment(next));
         } catch (error) {
@@ -233,7 +235,7 @@ export class FunctionService {
       onVm: (vm) => void this.save(id, this.vmFields(vm)).catch(() => {}),
       onBroken: (reason) => void this.save(id, { state: 'error', error: reason, ...this.vmFields(null) }).catch(() => {}),
       log: this.options.log,
-    });
+    }, this.options.idleSeconds * 1000);
   }
 
   private instance(id: string): FunctionInstance {

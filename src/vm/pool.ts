@@ -114,12 +114,14 @@ export class VmPool {
     }
   }
 
-  private scheduleRefill(spec: VmSpec): void {
+  private scheduleRefill(spec: VmSpec, attempt = 0): void {
     const target = this.options.warm.find((w) => specKey(w.spec) === specKey(spec))?.size ?? 0;
-    if (target === 0) return;
+    if (target === 0 || this.closed) return;
     // One refill at a time: restores compete for the same few cores as live invocations.
     this.refilling = this.refilling.then(() => this.refill(spec, target)).catch((error: unknown) => {
-      this.options.log?.(`warm pool refill for ${specKey(spec)} failed: ${(error as Error).message}`);
+      const retryMs = Math.min(30_000, 500 * 2 ** attempt);
+      this.options.log?.(`warm pool refill for ${specKey(spec)} failed (retry in ${retryMs} ms): ${(error as Error).message}`);
+      setTimeout(() => this.scheduleRefill(spec, attempt + 1), retryMs).unref();
     });
   }
 

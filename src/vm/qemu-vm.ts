@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { ChannelTimeoutError, GuestChannel } from '../guest/channel.js';
 import type { PingResult } from '../guest/protocol.js';
 import { killTracked, spawnTracked } from './processes.js';
+import { diagnose } from './diagnose.js';
 import { copySparse } from './files.js';
 import { qemuArgs, type BootFiles, type GuestMemory, type RunFiles } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
@@ -249,11 +250,13 @@ export class QemuVm {
   private fail(reason: string): void {
     if (this.stateValue === 'stopped' || this.stateValue === 'failed') return;
     this.stateValue = 'failed';
-    this.failureReason = reason;
+    const cause = diagnose(this.consoleTail(4000));
+    const described = cause ? `${cause} (${reason})` : reason;
+    this.failureReason = described;
     clearInterval(this.watchdog);
     this.channel?.close();
     killTracked(this.process);
-    for (const listener of this.failureListeners.splice(0)) listener(reason);
+    for (const listener of this.failureListeners.splice(0)) listener(described);
   }
 
   private migrationDone(): Promise<void> {

@@ -1,0 +1,155 @@
+// Faults provoked for real: runaway handlers, memory exhaustion, crashing runtimes, concurrency, idle VMs.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { liveProcessCount } from '../src/vm/processes.js';
+import { startTestServer, waitForState, type TestServer } from './support/server.js';
+
+let fnvm: TestServer;
+
+before(async () => {
+  fnvm = await startTestServer();
+});
+
+after(async () => {
+  await fnvm?.stop();
+  assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the servers');
+});
+
+async function deploy(server: TestServer, body: Record<string, unknown>): Promise<any> {
+  const created = await server.api('/v1/functions', { method: 'POST', body });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const item = await waitForState(server, created.body.id);
+  assert.equal(item.state, 'ready', item.error);
+  return item;
+}
+
+const invoke = (server: TestServer, name: string, event: unknown = {}) =>
+  server.api(`/v1/functions/${name}/invoke`, { method: 'POST', body: { event } });
+
+describe('timeouts', () => {
+  for (const [runtime, code] of [
+    ['node', 'exports.handler = (e) => { if (e.spin) { while (true) {} } return "ok"; }'],
+    ['python', "def handler(event):\n    if event.get('spin'):\n        while True:\n            pass\n    return 'ok'"],
+  ] as const) {
+    test(`a busy loop (${runtime}) ends as timeout within timeout_seconds + 1 s; others are unaffected`, async () => {
+      await deploy(fnvm, { name: `spin-${runtime}`, runtime, code, timeout_seconds: 2 });
+      await deploy(fnvm, { name: `bystander-${runtime}`, runtime: 'node', code: 'exports.handler = (e) => e' });
+      const started = Date.now();
+      const spinning = invoke(fnvm, `spin-${runtime}`, { spin: true });
+      const bystander = await invoke(fnvm, `bystander-${runtime}`, { still: 'here' });
+      assert.deepEqual(bystander.body.response, { still: 'here' });
+      const result = await spinning;
+      const elapsed = Date.now() - started;
+      assert.equal(result.body.status, 'timeout');
+      assert.match(result.body.error.message, /timed out after 2/);
+      assert.ok(elapsed < 3000, `answered after ${elapsed} ms`);
+      const next = await invoke(fnvm, `spin-${runtime}`);
+      assert.equal(next.body.status, 'success', JSON.stringify(next.body));
+      assert.equal(next.body.response, 'ok');
+      const logs = await fnvm.api(`/v1/functions/spin-${runtime}/logs`);
+      assert.deepEqual(logs.body.items.map((i: any) => i.status), ['success', 'timeout']);
+    });
+  }
+});
+
+describe('memory and crashes', () => {
+  test('a Node handler that allocates past memory_mb gets OutOfMemory and the function recovers', async () => {
+    await deploy(fnvm, {
+      name: 'hog-node', runtime: 'node', memory_mb: 128,
+      code: 'const keep = []; exports.handler = (e) => { if (e.hog) { for (;;) keep.push(new Array(1e6).fill(Math.random())); } return "fine"; }',
+    });
+    const result = await invoke(fnvm, 'hog-node', { hog: true });
+    assert.equal(result.body.status, 'error');
+    assert.equal(result.body.error.type, 'OutOfMemory', JSON.stringify(result.body.error));
+    assert.match(result.body.error.message, /out of memory/);
+    assert.equal((await invoke(fnvm, 'hog-node')).body.response, 'fine');
+  });
+
+  test('a Python handler that allocates past memory_mb gets a memory error and the function recovers', async () => {
+    await deploy(fnvm, {
+      name: 'hog-python', runtime: 'python', memory_mb: 128,
+      code: "keep = []\ndef handler(event):\n    if event.get('hog'):\n        while True:\n            keep.append(bytearray(8 * 1024 * 1024))\n    return 'fine'",
+    });
+    const result = await invoke(fnvm, 'hog-python', { hog: true });
+    assert.equal(result.body.status, 'error');
+    assert.ok(['OutOfMemory', 'MemoryError'].includes(result.body.error.type), JSON.stringify(result.body.error));
+    assert.equal((await invoke(fnvm, 'hog-python')).body.response, 'fine');
+  });
+
+  for (const [runtime, code] of [
+    ['node', 'exports.handler = (e) => { if (e.die) process.exit(3); return "alive"; }'],
+    ['python', "import os\ndef handler(event):\n    if event.get('die'):\n        os._exit(3)\n    return 'alive'"],
+  ] as const) {
+    test(`a runtime that exits (${runtime}) fails its invocation, and the VM is replaced`, async () => {
+      const before = await deploy(fnvm, { name: `crash-${runtime}`, runtime, code });
+      const result = await invoke(fnvm, `crash-${runtime}`, { die: true });
+      assert.equal(result.body.status, 'error');
+      assert.equal(result.body.error.type, 'VMCrashed');
+      assert.match(result.body.error.message, /exited/);
+      const next = await invoke(fnvm, `crash-${runtime}`);
+      assert.equal(next.body.response, 'alive');
+      const item = (await fnvm.api(`/v1/functions/crash-${runtime}`)).body.item;
+      assert.notEqual(item.vm_id, before.vm_id);
+      assert.equal(item.state, 'ready');
+    });
+  }
+});
+
+describe('concurrency', () => {
+  test('200 concurrent invocations across 10 functions: no lost or duplicated records', async () => {
+    const names = Array.from({ length: 10 }, (_, i) => `many-${i}`);
+    for (const name of names) {
+      await deploy(fnvm, { name, runtime: 'node', code: 'exports.handler = async (e) => { await new Promise((r) => setTimeout(r, 20)); return e.i; }' });
+    }
+    const calls = names.flatMap((name) => Array.from({ length: 20 }, (_, i) => ({ name, i })));
+    const results = await Promise.all(calls.map(({ name, i }) => invoke(fnvm, name, { i })));
+    results.forEach((r, k) => {
+      assert.equal(r.status, 200);
+      assert.equal(r.body.status, 'success');
+      assert.equal(r.body.response, calls[k]!.i);
+    });
+    for (const name of names) {
+      const logs = (await fnvm.api(`/v1/functions/${name}/logs`)).body.items;
+      const mine = results.filter((_, k) => calls[k]!.name === name).map((r) => r.body.request_id).sort();
+      assert.deepEqual(logs.map((l: any) => l.request_id).sort(), mine);
+    }
+  });
+
+  test('invocations beyond max_concurrency get 429', async () => {
+    await deploy(fnvm, {
+      name: 'narrow', runtime: 'node', max_concurrency: 2,
+      code: 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 500)); return 1; }',
+    });
+    const results = await Promise.all(Array.from({ length: 6 }, () => invoke(fnvm, 'narrow')));
+    const statuses = results.map((r) => r.status).sort();
+    assert.deepEqual(statuses, [200, 200, 429, 429, 429, 429]);
+    assert.match(results.find((r) => r.status === 429)!.body.error, /max_concurrency/);
+  });
+});
+
+describe('scale to zero', () => {
+  test('an idle function has its VM stopped; the next invoke restores one (cold_start)', async () => {
+    const idle = await startTestServer({ idleSeconds: 1 });
+    try {
+      const fn = await deploy(idle, { name: 'sleepy', runtime: 'python', code: "count = 0\ndef handler(event):\n    return 'awake'" });
+      const first = await invoke(idle, 'sleepy');
+      assert.equal(first.body.cold_start, false);
+      const deadline = Date.now() + 30_000;
+      while ((await idle.api('/v1/functions/sleepy')).body.item.vm_id !== null) {
+        assert.ok(Date.now() < deadline, 'VM stopped after the idle time');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal((await idle.api('/v1/functions/sleepy')).body.item.state, 'ready');
+      const woken = await invoke(idle, 'sleepy');
+      assert.equal(woken.body.status, 'success');
+      assert.equal(woken.body.response, 'awake');
+      assert.equal(woken.body.cold_start, true);
+      const logs = (await idle.api('/v1/functions/sleepy/logs')).body.items;
+      assert.equal(logs[0].cold_start, true);
+      assert.equal(logs[1].cold_start, false);
+      assert.notEqual((await idle.api(`/v1/functions/${fn.id}`)).body.item.vm_id, null);
+    } finally {
+      await idle.stop();
+    }
+  });
+});
