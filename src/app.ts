@@ -3,6 +3,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { checkExposure } from './api/auth.js';
 import { buildApi } from './api/server.js';
 import { databasePath, type Config } from './config.js';
 import { FunctionService } from './functions/service.js';
@@ -12,6 +13,7 @@ import { createQemuDriver } from './vm/driver.js';
 import { VmPool } from './vm/pool.js';
 import { ensureSystemPackages } from './system-deps.js';
 import { reapOrphans, runDirFor } from './vm/orphans.js';
+import { ensureSandboxNetwork } from './vm/sandbox-net.js';
 
 export interface Server {
   app: FastifyInstance;
@@ -23,13 +25,15 @@ export interface Server {
 }
 
 export async function startServer(config: Config, log: (message: string) => void): Promise<Server> {
+  checkExposure(config.host, config.apiToken);
   await ensureSystemPackages(log);
   const images = await ensureImages(log);
   // Unix socket paths are limited to 107 bytes, so VM sockets live under a short temp path.
   reapOrphans(tmpdir(), log);
   const runRoot = runDirFor(tmpdir());
   mkdirSync(runRoot, { recursive: true });
-  const driver = await createQemuDriver({ images, runRoot, cacheDir: config.cacheDir });
+  const netns = config.network === 'outbound' ? await ensureSandboxNetwork(log) : null;
+  const driver = await createQemuDriver({ images, runRoot, cacheDir: config.cacheDir, netns });
   log(`accelerator: ${driver.accel} (${driver.accelReason})`);
   const warm = (['node', 'python'] as const).map((runtime) => ({
     spec: { runtime, vcpu: 1, memoryMb: 256, network: config.network },
@@ -52,11 +56,19 @@ export async function startServer(config: Config, log: (message: string) => void
     accelerator: driver.accel,
     accelerator_reason: driver.accelReason,
     vm_driver: driver.name,
+    network: config.network,
+    network_isolation: driver.networkIsolation,
     pool: pool.sizes(),
     images: images.versions,
     functions: service.list().length,
   });
-  const app = await buildApi({ service, health, corsOrigins: config.corsOrigins, logLevel: config.logLevel });
+  const app = await buildApi({
+    service,
+    health,
+    corsOrigins: config.corsOrigins,
+    logLevel: config.logLevel,
+    apiToken: config.apiToken,
+  });
   const url = await app.listen({ host: config.host, port: config.port });
   return {
     app,

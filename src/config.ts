@@ -15,6 +15,7 @@ export interface Config {
   deployWaitMs: number;
   network: NetworkMode;
   logLevel: string;
+  apiToken: string | undefined;
 }
 
 function int(name: string, fallback: number, min = 0): number {
@@ -40,6 +41,7 @@ export function configFromEnv(): Config {
     deployWaitMs: int('FNVM_DEPLOY_WAIT_MS', 30_000),
     network,
     logLevel: process.env.FNVM_LOG_LEVEL ?? 'info',
+    apiToken: process.env.FNVM_API_TOKEN || undefined,
   };
 }
 

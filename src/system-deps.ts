@@ -7,6 +7,9 @@ const needs: Array<{ command: string; pkg: string }> = [
   { command: 'mkfs.ext4', pkg: 'e2fsprogs' },
   { command: 'cpio', pkg: 'cpio' },
   { command: 'setpriv', pkg: 'util-linux' },
+  { command: 'nsenter', pkg: 'util-linux' },
+  { command: 'ip', pkg: 'iproute2' },
+  { command: 'nft', pkg: 'nftables' },
 ];
 
 function has(command: string): boolean {

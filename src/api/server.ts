@@ -2,6 +2,7 @@
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { FunctionService } from '../functions/service.js';
+import { requireToken } from './auth.js';
 import { sendError } from './errors.js';
 import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
@@ -13,6 +14,8 @@ export interface ApiOptions {
   /** Allowed browser origins: exact origins, or '*' for any. Empty: any localhost origin. */
   corsOrigins: string[];
   logLevel: string;
+  /** When set, every /v1 request needs `Authorization: Bearer <token>`. */
+  apiToken?: string;
 }
 
 /** Payloads up to 6 MB, plus room for the JSON around them. */
@@ -35,6 +38,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
   });
   app.setErrorHandler(sendError);
+  if (options.apiToken) requireToken(app, options.apiToken);
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send({ error: `no route ${request.method} ${request.url}` });
   });

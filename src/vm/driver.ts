@@ -26,6 +26,8 @@ export interface VmDriver {
   readonly name: string;
   readonly accel: Accelerator;
   readonly accelReason: string;
+  /** Whether outbound VMs are kept from reaching the host's own services. */
+  readonly networkIsolation: boolean;
   boot(spec: VmSpec): Promise<Vm>;
   restore(snapshot: Snapshot): Promise<Vm>;
 }
@@ -36,18 +38,21 @@ export interface QemuDriverOptions {
   runRoot: string;
   cacheDir: string;
   readyTimeoutMs?: number;
+  /** Network namespace for outbound VMs; null runs them in the host's (no isolation from host services). */
+  netns?: string | null;
 }
 
 export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDriver> {
-  const { images, runRoot, readyTimeoutMs } = options;
+  const { images, runRoot, readyTimeoutMs, netns } = options;
   const boot = { kernel: images.kernel, initramfs: images.initramfs, rootfs: images.rootfs };
   const { accel, reason } = await chooseAccelerator(boot, join(options.cacheDir, 'accel-probe.json'));
   return {
     name: 'qemu-microvm',
     accel,
     accelReason: reason,
-    boot: async (spec) => QemuVm.boot({ spec: checkSpec(spec), boot, accel, runRoot, readyTimeoutMs }),
-    restore: (snapshot) => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs }),
+    networkIsolation: Boolean(netns),
+    boot: async (spec) => QemuVm.boot({ spec: checkSpec(spec), boot, accel, runRoot, readyTimeoutMs, netns }),
+    restore: (snapshot) => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns }),
   };
 }
 

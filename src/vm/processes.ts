@@ -25,12 +25,17 @@ function safeKill(pid: number): void {
 // setpriv --pdeathsig makes the kernel kill QEMU if this process dies without running its exit hook (kill -9).
 const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path));
 
-/** Starts a tracked child; it is SIGKILLed when this process exits, however it exits. */
-export function spawnTracked(command: string, args: string[]): ChildProcess {
+/**
+ * Starts a tracked child; it is SIGKILLed when this process exits, however it exits. With `netns`, it runs
+ * in that network namespace (nsenter and setpriv both exec, so the PID is the command's own).
+ */
+export function spawnTracked(command: string, args: string[], options: { netns?: string } = {}): ChildProcess {
   installExitHook();
-  const child = setpriv
-    ? spawn(setpriv, ['--pdeathsig', 'SIGKILL', '--', command, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let argv = [command, ...args];
+  if (setpriv) argv = [setpriv, '--pdeathsig', 'SIGKILL', '--', ...argv];
+  if (options.netns) argv = ['nsenter', `--net=${options.netns}`, '--', ...argv];
+  const [file, ...rest] = argv as [string, ...string[]];
+  const child = spawn(file, rest, { stdio: ['ignore', 'ignore', 'pipe'] });
   live.add(child);
   child.once('exit', () => live.delete(child));
   return child;

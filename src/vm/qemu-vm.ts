@@ -24,6 +24,8 @@ export interface VmLaunch {
   runRoot: string;
   /** How long the guest agent may take to answer its first ping. */
   readyTimeoutMs?: number;
+  /** Network namespace for VMs with outbound networking (see sandbox-net.ts). */
+  netns?: string | null;
 }
 
 export interface Snapshot {
@@ -125,7 +127,8 @@ export class QemuVm {
     };
     const qmpListener = await UnixListener.listen(run.qmpSocket);
     const channelListener = await UnixListener.listen(run.channelSocket);
-    const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run), ...extraArgs]);
+    const netns = launch.spec.network === 'outbound' ? (launch.netns ?? undefined) : undefined;
+    const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run), ...extraArgs], { netns });
     const vm = new QemuVm(launch, child, run);
     try {
       const [qmpSocket, channelSocket] = await vm.unlessExited(Promise.all([qmpListener.connected, channelListener.connected]));
