@@ -1,6 +1,10 @@
 // Unit tests of the Node guest agent (guest/node/agent.mjs), run as a local process over stdin/stdout.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GuestRequestError, type GuestChannel } from '../src/guest/channel.js';
@@ -39,10 +43,11 @@ let nextVersion = 1;
 function load(
   channel: GuestChannel,
   code: string,
-  options: { handler?: string; env?: Record<string, string>; version?: number } = {},
+  options: { handler?: string; env?: Record<string, string>; version?: number; seed?: string } = {},
 ): Promise<LoadResult> {
-  const { handler = 'handler', env = {}, version = nextVersion++ } = options;
-  return channel.request('load', { code, handler, env, version }, REQUEST_TIMEOUT_MS);
+  const { handler = 'handler', env = {}, version = nextVersion++, seed } = options;
+  const request = seed === undefined ? { code, handler, env, version } : { code, handler, env, version, seed };
+  return channel.request('load', request, REQUEST_TIMEOUT_MS);
 }
 
 function invoke(channel: GuestChannel, event: unknown, requestId = 'req-1'): Promise<InvokeResult> {
@@ -381,6 +386,175 @@ describe('node agent: invocations', () => {
     assert.match(stderr(), /nobody catches me/);
     assert.equal((await invoke(channel, {})).response, 'ok');
     assert.equal(child.exitCode, null);
+  });
+});
+
+// Every VM is a clone of one snapshot: the per-load `seed` must make their random values differ.
+const newSeed = () => randomBytes(32).toString('hex');
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+// One draw from every JS entry point to randomness, at top level and in the handler.
+const RANDOM_SCRIPT = `
+const crypto = require('node:crypto');
+const atLoad = crypto.randomUUID();
+function handler() {
+  return {
+    atLoad,
+    uuid: crypto.randomUUID(),
+    uuidUncached: crypto.randomUUID({ disableEntropyCache: true }),
+    webUuid: globalThis.crypto.randomUUID(),
+    math: [Math.random(), Math.random(), Math.random()],
+    bytes: crypto.randomBytes(16).toString('hex'),
+    values: Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex'),
+    webValues: Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(16))).toString('hex'),
+    fill: crypto.randomFillSync(Buffer.alloc(16)).toString('hex'),
+    int: crypto.randomInt(2 ** 47),
+  };
+}`;
+const RANDOM_MODULE = `
+import crypto, { randomUUID, randomBytes, randomInt } from 'node:crypto';
+export async function handler() {
+  const filled = await new Promise((resolve, reject) =>
+    crypto.randomFill(Buffer.alloc(16), (error, buf) => (error ? reject(error) : resolve(buf.toString('hex')))));
+  const callback = await new Promise((resolve, reject) =>
+    randomBytes(16, (error, buf) => (error ? reject(error) : resolve(buf.toString('hex')))));
+  return { uuid: randomUUID(), bytes: randomBytes(16).toString('hex'), int: randomInt(2 ** 47), filled, callback };
+}`;
+
+async function draw(channel: GuestChannel, code: string, seed?: string): Promise<Record<string, unknown>> {
+  await load(channel, code, { seed });
+  const result = await invoke(channel, null);
+  assert.equal(result.status, 'success', JSON.stringify(result.error));
+  return result.response as Record<string, unknown>;
+}
+
+function assertAllDiffer(a: Record<string, unknown>, b: Record<string, unknown>): void {
+  assert.deepEqual(Object.keys(a), Object.keys(b));
+  for (const key of Object.keys(a)) assert.notDeepEqual(a[key], b[key], `${key} is the same in both agents`);
+}
+
+describe('node agent: per-load random seed', () => {
+  const first = sharedAgent();
+  const second = sharedAgent();
+
+  test('two agents loaded with the same code and different seeds draw different values', async () => {
+    const [a, b] = await Promise.all([draw(first().channel, RANDOM_SCRIPT, newSeed()), draw(second().channel, RANDOM_SCRIPT, newSeed())]);
+    assertAllDiffer(a, b);
+    const [esmA, esmB] = await Promise.all([draw(first().channel, RANDOM_MODULE, newSeed()), draw(second().channel, RANDOM_MODULE, newSeed())]);
+    assertAllDiffer(esmA, esmB);
+  });
+
+  test('the values stay well-formed and the API contracts hold', async () => {
+    const code = `
+      const crypto = require('node:crypto');
+      async function handler() {
+        const uuids = Array.from({ length: 1000 }, (_, i) => (i % 2 ? crypto.randomUUID() : globalThis.crypto.randomUUID()));
+        const math = Array.from({ length: 10000 }, () => Math.random());
+        const ints = Array.from({ length: 1000 }, () => crypto.randomInt(-3, 4));
+        const words = crypto.randomFillSync(new Uint32Array(8), 2, 3); // fills elements 2, 3 and 4 only
+        const halves = await new Promise((resolve) => crypto.randomFill(new Uint16Array(8), 5, (e, a) => resolve(a)));
+        const errors = [];
+        for (const bad of [
+          () => crypto.randomBytes(-1),
+          () => crypto.randomInt(5, 1),
+          () => crypto.randomUUID({ disableEntropyCache: 'yes' }),
+          () => crypto.getRandomValues(new Float64Array(2)),
+          () => globalThis.crypto.getRandomValues(new Uint8Array(65537)),
+          () => { const { randomUUID } = globalThis.crypto; randomUUID(); },
+        ]) {
+          try { bad(); errors.push(null); } catch (error) { errors.push(typeof error.code === 'string' ? error.code : error.name); }
+        }
+        const intCallback = await new Promise((resolve) => crypto.randomInt(10, 12, (e, n) => resolve(n)));
+        return {
+          uuids, mathMin: Math.min(...math), mathMax: Math.max(...math), mathMean: math.reduce((s, x) => s + x) / math.length,
+          ints: [Math.min(...ints), Math.max(...ints)], intCallback,
+          words: Array.from(words, (x) => x !== 0), halves: Array.from(halves, (x) => x !== 0),
+          sizes: [crypto.randomBytes(0).length, crypto.randomBytes(100000).length, crypto.pseudoRandomBytes(7).length],
+          array: (() => { const a = new Int32Array(4); return crypto.getRandomValues(a) === a; })(),
+          errors,
+        };
+      }`;
+    const r = (await draw(first().channel, code, newSeed())) as {
+      uuids: string[]; mathMin: number; mathMax: number; mathMean: number; ints: number[]; intCallback: number;
+      words: boolean[]; halves: boolean[]; sizes: number[]; array: boolean; errors: (string | null)[];
+    };
+    for (const uuid of r.uuids) assert.match(uuid, UUID_V4);
+    assert.equal(new Set(r.uuids).size, r.uuids.length);
+    assert.ok(r.mathMin >= 0 && r.mathMax < 1, `Math.random range [${r.mathMin}, ${r.mathMax}]`);
+    assert.ok(r.mathMean > 0.45 && r.mathMean < 0.55, `Math.random mean ${r.mathMean}`);
+    assert.deepEqual(r.ints, [-3, 3]);
+    assert.ok(r.intCallback === 10 || r.intCallback === 11, `randomInt(10, 12) gave ${r.intCallback}`);
+    // a random 32-bit word (16-bit half) is 0 with probability 2^-32 (2^-16): fine for a test
+    assert.deepEqual(r.words, [false, false, true, true, true, false, false, false]);
+    assert.deepEqual(r.halves, [false, false, false, false, false, true, true, true]);
+    assert.deepEqual(r.sizes, [0, 100000, 7]);
+    assert.equal(r.array, true);
+    assert.deepEqual(r.errors, [
+      'ERR_OUT_OF_RANGE', 'ERR_OUT_OF_RANGE', 'ERR_INVALID_ARG_TYPE', 'TypeMismatchError', 'QuotaExceededError',
+      'ERR_INVALID_THIS',
+    ]);
+  });
+
+  test('a load without a seed still works; a malformed seed is a ProtocolError', async () => {
+    const { channel } = first();
+    const response = (await draw(channel, RANDOM_SCRIPT)) as { uuid: string; math: number[] };
+    assert.match(response.uuid, UUID_V4);
+    await load(channel, 'function handler() { return "kept"; }', { version: 51, seed: newSeed() });
+    for (const seed of ['abc', 'g'.repeat(64), newSeed().toUpperCase() + '0']) {
+      await rejectsWith(load(channel, 'function handler() { return "new"; }', { seed }), 'ProtocolError');
+    }
+    await load(channel, 'function handler() { return "upper"; }', { seed: newSeed().toUpperCase() });
+    assert.equal((await invoke(channel, null)).response, 'upper');
+  });
+});
+
+// A stand-in for VM clones: two processes whose OpenSSL-backed sources return identical (zero) bytes, as
+// clones restored from one snapshot do. Without a seed they collide; with different seeds they must not.
+describe('node agent: clones with identical OpenSSL state', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fnvm-clone-'));
+  const preload = join(dir, 'identical-entropy.cjs');
+  writeFileSync(
+    preload,
+    `const crypto = require('node:crypto');
+    const zero = (b) => { new Uint8Array(ArrayBuffer.isView(b) ? b.buffer : b, b.byteOffset || 0, b.byteLength).fill(0); return b; };
+    const later = (callback, ...args) => process.nextTick(callback, ...args);
+    crypto.randomBytes = (size, callback) => { const b = Buffer.alloc(size); if (!callback) return b; later(callback, null, b); };
+    crypto.randomFillSync = (b) => zero(b);
+    crypto.randomFill = (b, ...rest) => later(rest.find((a) => typeof a === 'function'), null, zero(b));
+    crypto.randomInt = (min, max, callback) => {
+      const low = max === undefined || typeof max === 'function' ? 0 : min;
+      callback = typeof max === 'function' ? max : callback;
+      if (!callback) return low;
+      later(callback, undefined, low);
+    };
+    crypto.randomUUID = () => '00000000-0000-4000-8000-000000000000';
+    const prototype = Object.getPrototypeOf(crypto.webcrypto);
+    prototype.getRandomValues = (array) => zero(array);
+    prototype.randomUUID = () => '00000000-0000-4000-8000-000000000000';
+    Math.random = () => 0.5;
+    `,
+  );
+  let clones: LocalAgent[] = [];
+  before(() => {
+    clones = [0, 1].map(() => startLocalAgent('node', { NODE_OPTIONS: `--require ${preload}` }));
+  });
+  after(async () => {
+    await Promise.all(clones.map((clone) => clone.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('unseeded clones draw the same values (the problem); seeded ones differ everywhere', async () => {
+    const [one, two] = clones;
+    assert.ok(one && two);
+    const drawBoth = (code: string, seeds: [string | undefined, string | undefined]) =>
+      Promise.all([draw(one.channel, code, seeds[0]), draw(two.channel, code, seeds[1])]);
+    const [a, b] = await drawBoth(RANDOM_SCRIPT, [undefined, undefined]);
+    assert.deepEqual(a, b);
+    const [seededA, seededB] = await drawBoth(RANDOM_SCRIPT, [newSeed(), newSeed()]);
+    assertAllDiffer(seededA, seededB);
+    assert.match(String(seededA.uuid), UUID_V4);
+    const [esmA, esmB] = await drawBoth(RANDOM_MODULE, [newSeed(), newSeed()]);
+    assertAllDiffer(esmA, esmB);
   });
 });
 

@@ -1,6 +1,10 @@
 // Unit tests of the Python guest agent (guest/python/agent.py), run as a local process over stdin/stdout.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GuestRequestError } from '../src/guest/channel.js';
 import { encodeFrame, FrameDecoder } from '../src/guest/framing.js';
@@ -363,6 +367,83 @@ describe('python agent', { timeout: 30_000 }, () => {
       assert.equal(ping?.ok, true);
     } finally {
       child.kill('SIGKILL');
+    }
+  });
+});
+
+// Every VM is a clone of one snapshot: the per-load `seed` must make their random values differ.
+describe('python agent: per-load random seed', { timeout: 30_000 }, () => {
+  const newSeed = () => randomBytes(32).toString('hex');
+  const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+  const RANDOM_CODE = py(`
+    import random, uuid
+    at_load = random.random()
+    def handler(event):
+        return {'at_load': at_load, 'random': [random.random() for _ in range(3)], 'uuid4': str(uuid.uuid4())}
+  `);
+
+  async function draw(agent: LocalAgent, code: string, seed?: string): Promise<Record<string, unknown>> {
+    const request = { code, handler: 'handler', env: {}, version: nextVersion++, ...(seed === undefined ? {} : { seed }) };
+    await agent.channel.request('load', request, REPLY_MS);
+    const result = await invoke(agent, null);
+    assert.equal(result.status, 'success', JSON.stringify(result.error));
+    return result.response as Record<string, unknown>;
+  }
+
+  async function withTwoAgents(env: Record<string, string>, fn: (a: LocalAgent, b: LocalAgent) => Promise<void>) {
+    const a = startLocalAgent('python', env);
+    const b = startLocalAgent('python', env);
+    try {
+      await fn(a, b);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  }
+
+  test('two agents loaded with the same code and different seeds draw different values', () =>
+    withTwoAgents({}, async (a, b) => {
+      const [one, two] = await Promise.all([draw(a, RANDOM_CODE, newSeed()), draw(b, RANDOM_CODE, newSeed())]);
+      for (const key of ['at_load', 'random', 'uuid4']) assert.notDeepEqual(one[key], two[key], `${key} is the same`);
+    }));
+
+  test('values stay well-formed; loads without a seed work; a malformed seed is a ProtocolError', () =>
+    withAgent(async (agent) => {
+      const code = py(`
+        import random, uuid
+        def handler(event):
+            values = [random.random() for _ in range(10000)]
+            return {'min': min(values), 'max': max(values), 'mean': sum(values) / len(values),
+                    'uuids': [str(uuid.uuid4()) for _ in range(100)]}
+      `);
+      for (const seed of [newSeed(), undefined, newSeed().toUpperCase()]) {
+        const r = (await draw(agent, code, seed)) as { min: number; max: number; mean: number; uuids: string[] };
+        assert.ok(r.min >= 0 && r.max < 1, `random.random range [${r.min}, ${r.max}]`);
+        assert.ok(r.mean > 0.45 && r.mean < 0.55, `random.random mean ${r.mean}`);
+        for (const uuid of r.uuids) assert.match(uuid, UUID_V4);
+      }
+      for (const seed of ['abc', 'g'.repeat(64), ` ${newSeed().slice(1)}`, 42]) {
+        const request = { code: 'def handler(event): return 1', handler: 'handler', env: {}, version: 99, seed };
+        const error = await requestError(agent.channel.request('load', request as never, REPLY_MS));
+        assert.equal(error.info.type, 'ProtocolError');
+      }
+      assert.equal((await invoke(agent, null)).version, nextVersion - 1); // the last good load still serves
+    }));
+
+  // A stand-in for VM clones: `random` seeded alike and os.urandom returning zeros in both processes. The
+  // kernel reseed that makes uuid4 / os.urandom diverge in the VM cannot be simulated here; `random` can.
+  test('clones with identical random state collide without a seed and differ with seeds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fnvm-clone-'));
+    try {
+      writeFileSync(join(dir, 'sitecustomize.py'), 'import os, random\nos.urandom = lambda n: bytes(n)\nrandom.seed(0)\n');
+      await withTwoAgents({ PYTHONPATH: dir }, async (a, b) => {
+        const [one, two] = await Promise.all([draw(a, RANDOM_CODE), draw(b, RANDOM_CODE)]);
+        assert.deepEqual(one, two); // the problem: same state, same values (uuid4 too, with os.urandom faked)
+        const [three, four] = await Promise.all([draw(a, RANDOM_CODE, newSeed()), draw(b, RANDOM_CODE, newSeed())]);
+        assert.notDeepEqual(three.at_load, four.at_load);
+        assert.notDeepEqual(three.random, four.random);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

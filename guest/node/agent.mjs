@@ -3,9 +3,10 @@
 // inside the VM) or over stdin/stdout (no arguments: a plain local process, for tests and benchmarks).
 // Node built-ins only, so the guest image needs nothing but a `node` binary (20 or later).
 import { AsyncLocalStorage } from 'node:async_hooks';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -278,6 +279,236 @@ function describeValue(value) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Per-load randomness. Every VM is a clone of one snapshot taken after this agent started, so all clones
+// begin with the same V8 Math.random state, the same OpenSSL DRBG state (randomBytes, randomUUID with Node's
+// cache of 128 UUIDs' worth of bytes, randomInt with its 6 KiB cache) and the same kernel CRNG: two functions
+// would draw the same "random" values. Each load brings a fresh host `seed` (PROTOCOL.md). Node can neither
+// reseed OpenSSL nor issue the kernel's reseed ioctl, so the JS-visible random APIs are wrapped once, at
+// startup, and each seeded load only re-keys them:
+// - crypto byte APIs return OpenSSL's bytes XOR an AES-256-CTR keystream keyed from the seed. A XOR of two
+//   independent streams is as random as the better one, and it differs between clones because the keys do.
+//   (A cipher draws nothing from the DRBG.)
+// - randomUUID builds v4 UUIDs from such bytes; randomInt shifts Node's result by a keystream-drawn offset
+//   (mod the range: still uniform) so Node keeps validating its own arguments.
+// - Math.random becomes xoshiro128** seeded from the keystream (53-bit doubles, as fast as V8's own).
+// Still shared between clones (native code that draws from OpenSSL directly): key generation, signatures,
+// crypto.subtle, TLS handshakes; and worker threads, which get their own unwrapped crypto and Math.
+
+const webcrypto = crypto.webcrypto; // === globalThis.crypto
+const cryptoPrototype = Object.getPrototypeOf(webcrypto);
+const nodeRandom = {
+  randomBytes: crypto.randomBytes,
+  randomFillSync: crypto.randomFillSync,
+  randomFill: crypto.randomFill,
+  randomInt: crypto.randomInt,
+  randomUUID: crypto.randomUUID,
+  getRandomValues: cryptoPrototype.getRandomValues,
+  webRandomUUID: cryptoPrototype.randomUUID,
+};
+
+const KEYSTREAM_CHUNK = 4096;
+const zeroChunk = Buffer.alloc(KEYSTREAM_CHUNK);
+let keystreamCipher = null;
+let keystream = Buffer.alloc(0);
+let keystreamAt = 0;
+
+/** XORs the next keystream bytes into `bytes` (a Uint8Array), in place. */
+function mixKeystream(bytes) {
+  let i = 0;
+  while (i < bytes.length) {
+    if (keystreamAt === keystream.length) {
+      if (bytes.length - i >= KEYSTREAM_CHUNK) {
+        bytes.set(keystreamCipher.update(bytes.subarray(i)), i); // large: CTR encryption is that XOR, natively
+        return bytes;
+      }
+      keystream = keystreamCipher.update(zeroChunk); // small ones share a chunk of keystream
+      keystreamAt = 0;
+    }
+    const end = Math.min(bytes.length, i + keystream.length - keystreamAt);
+    while (i < end) bytes[i++] ^= keystream[keystreamAt++];
+  }
+  return bytes;
+}
+
+const viewBytes = (view) => new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+
+/** The bytes randomFill(Sync) filled, computed as Node does (offset and size count elements). */
+function filledBytes(buf, offset = 0, size = undefined) {
+  const elementSize = buf.BYTES_PER_ELEMENT || 1;
+  const start = (offset * elementSize) >>> 0;
+  const length = size === undefined ? buf.byteLength - start : (size * elementSize) >>> 0;
+  return ArrayBuffer.isView(buf)
+    ? new Uint8Array(buf.buffer, buf.byteOffset + start, length)
+    : new Uint8Array(buf, start, length);
+}
+
+/** `size` fresh bytes: OpenSSL's, mixed. */
+function mixedBytes(size) {
+  return mixKeystream(nodeRandom.randomFillSync(Buffer.allocUnsafeSlow(size)));
+}
+
+function randomBytes(size, callback) {
+  if (callback === undefined) return mixKeystream(nodeRandom.randomBytes(size));
+  if (typeof callback !== 'function') return nodeRandom.randomBytes(size, callback); // Node's own TypeError
+  return nodeRandom.randomBytes(size, function randomBytesDone(error, buf) {
+    if (!error) mixKeystream(buf);
+    return Reflect.apply(callback, this, arguments);
+  });
+}
+
+function randomFillSync(buf, offset, size) {
+  const result = Reflect.apply(nodeRandom.randomFillSync, this, arguments); // validates, or throws
+  mixKeystream(filledBytes(buf, offset, size));
+  return result;
+}
+
+// randomFill(buf[, offset[, size]], callback): the callback mixes the filled bytes in before the user sees them.
+function randomFill(buf, offset, size, callback) {
+  const args = [...arguments];
+  const at = typeof offset === 'function' ? 1 : typeof size === 'function' ? 2 : 3;
+  const done = args[at];
+  if (typeof done !== 'function') return Reflect.apply(nodeRandom.randomFill, this, args); // Node's own error
+  const region = at === 1 ? [0, buf?.length] : at === 2 ? [offset, buf?.length - offset] : [offset, size];
+  args[at] = function randomFillDone(error) {
+    if (!error) mixKeystream(filledBytes(buf, ...region));
+    return Reflect.apply(done, this, arguments);
+  };
+  return Reflect.apply(nodeRandom.randomFill, this, args);
+}
+
+function getRandomValues(array) {
+  const result = Reflect.apply(nodeRandom.getRandomValues, this, arguments); // keeps Node's checks (this, type, quota)
+  mixKeystream(viewBytes(result));
+  return result;
+}
+
+// Like Node, UUIDs come from a pool of random bytes (one refill per 128 UUIDs); a re-key empties it.
+const UUID_POOL_BYTES = 16 * 128;
+const uuidPool = Buffer.alloc(UUID_POOL_BYTES);
+let uuidPoolAt = UUID_POOL_BYTES;
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+
+function randomUUID(options) {
+  if (options !== undefined) nodeRandom.randomUUID(options); // Node validates the options (its UUID is unused)
+  let bytes = uuidPool;
+  let i = uuidPoolAt;
+  if (options?.disableEntropyCache) {
+    bytes = mixedBytes(16);
+    i = 0;
+  } else {
+    if (i === UUID_POOL_BYTES) {
+      mixKeystream(nodeRandom.randomFillSync(uuidPool));
+      i = 0;
+    }
+    uuidPoolAt = i + 16;
+  }
+  const h = (k) => HEX[bytes[i + k]];
+  const version = HEX[(bytes[i + 6] & 0x0f) | 0x40];
+  const variant = HEX[(bytes[i + 8] & 0x3f) | 0x80];
+  return `${h(0)}${h(1)}${h(2)}${h(3)}-${h(4)}${h(5)}-${version}${h(7)}-${variant}${h(9)}-${h(10)}${h(11)}${h(12)}${h(13)}${h(14)}${h(15)}`;
+}
+
+function webRandomUUID() {
+  if (this !== webcrypto) return nodeRandom.webRandomUUID.call(this); // throws Node's ERR_INVALID_THIS
+  return randomUUID();
+}
+
+const intBytes = Buffer.alloc(6);
+
+/** Uniform in [0, range), range <= 2^48, straight from the keystream (rejection sampling: no modulo bias). */
+function keystreamInt(range) {
+  const limit = 2 ** 48 - (2 ** 48 % range);
+  for (;;) {
+    const x = mixKeystream(intBytes.fill(0)).readUIntBE(0, 6);
+    if (x < limit) return x % range;
+  }
+}
+
+// randomInt([min, ]max[, callback]): Node's value (validated and uniform in [min, max)) plus a keystream offset.
+function randomInt(min, max, callback) {
+  const minGiven = max !== undefined && typeof max !== 'function';
+  const low = minGiven ? min : 0;
+  const range = (minGiven ? max : min) - low;
+  const shift = (n) => low + ((n - low + keystreamInt(range)) % range);
+  const done = minGiven ? callback : max;
+  if (typeof done !== 'function') return shift(Reflect.apply(nodeRandom.randomInt, this, arguments));
+  const shifted = function randomIntDone(error, n) {
+    return Reflect.apply(done, this, error ? arguments : [error, shift(n)]);
+  };
+  return nodeRandom.randomInt(...(minGiven ? [min, max, shifted] : [min, shifted]));
+}
+
+// xoshiro128** (Blackman, Vigna) in 32-bit operations, two outputs per 53-bit double. Like V8's own
+// Math.random, doubles are made 64 at a time in a tight loop (state in locals), then handed out one per call.
+const mathState = new Int32Array(4);
+const mathCache = new Float64Array(64);
+let mathCacheLeft = 0;
+
+function refillMathCache() {
+  let [a, b, c, d] = mathState;
+  for (let k = 0; k < mathCache.length; k++) {
+    let x = Math.imul(b, 5);
+    const high = Math.imul((x << 7) | (x >>> 25), 9) >>> 5; // 27 bits
+    let t = b << 9;
+    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = (d << 11) | (d >>> 21);
+    x = Math.imul(b, 5);
+    const low = Math.imul((x << 7) | (x >>> 25), 9) >>> 6; // 26 bits
+    t = b << 9;
+    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = (d << 11) | (d >>> 21);
+    mathCache[k] = (high * 67108864 + low) / 9007199254740992; // / 2^53: [0, 1)
+  }
+  mathState.set([a, b, c, d]);
+  mathCacheLeft = mathCache.length;
+}
+
+function random() {
+  if (mathCacheLeft === 0) refillMathCache();
+  return mathCache[--mathCacheLeft];
+}
+
+/** Re-keys every wrapper: a new keystream, an empty UUID pool, a new Math.random state (its cache emptied). */
+function rekeyRandom(seed) {
+  // The seed makes each clone different; OpenSSL's bytes keep the key secret even from whoever knows the seed.
+  const key = crypto.createHash('sha256').update('fnvm-random-v1').update(seed).update(nodeRandom.randomBytes(32)).digest();
+  keystreamCipher = crypto.createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  keystream = Buffer.alloc(0);
+  keystreamAt = 0;
+  uuidPoolAt = UUID_POOL_BYTES;
+  mathState.set(new Int32Array(mixKeystream(new Uint8Array(16)).buffer));
+  if (mathState.every((word) => word === 0)) mathState[0] = 1; // the one state xoshiro never leaves
+  mathCacheLeft = 0;
+}
+
+/** At a seeded load, before the code runs. */
+function applySeed(seedHex) {
+  const seed = Buffer.from(seedHex, 'hex');
+  try {
+    fs.writeFileSync('/dev/urandom', seed); // mixed into the kernel pool (used at its next reseed)
+  } catch {
+    // not allowed, or no such device: the wrappers below are what matters
+  }
+  rekeyRandom(seed);
+}
+
+const isSeed = (value) => typeof value === 'string' && /^[0-9a-fA-F]{64}$/.test(value);
+
+// The module object is what require('crypto'), `import crypto from 'node:crypto'` and named imports (after
+// syncBuiltinESMExports) all see; globalThis.crypto is crypto.webcrypto, whose methods live on its class.
+// The unit tests check every entry point, so a Node upgrade that moves one shows up there.
+function installRandomWrappers() {
+  Object.assign(crypto, { randomBytes, randomFillSync, randomFill, randomInt, randomUUID });
+  // crypto.getRandomValues is a read-only getter, but its function calls globalThis.crypto.getRandomValues.
+  for (const alias of ['prng', 'pseudoRandomBytes', 'rng']) { // deprecated aliases of randomBytes
+    if (alias in crypto) Object.defineProperty(crypto, alias, { value: randomBytes, writable: true, configurable: true });
+  }
+  cryptoPrototype.getRandomValues = getRandomValues;
+  cryptoPrototype.randomUUID = webRandomUUID;
+  Math.random = random;
+  syncBuiltinESMExports();
+  rekeyRandom(Buffer.alloc(0)); // until the first seeded load: as shared as the stock state was
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Errors as the protocol reports them: {type, message, stack}.
 
 /** An error the agent itself raises (NotLoaded, HandlerNotFound...): its stack would only show agent code. */
@@ -475,10 +706,17 @@ function settle() {
 }
 
 async function load(request) {
-  const { code, handler, version, env = {} } = request;
-  if (typeof code !== 'string' || typeof handler !== 'string' || !Number.isInteger(version) || !isStringMap(env)) {
-    throw agentError('ProtocolError', 'load needs code (string), handler (string), version (int), env (string map)');
+  const { code, handler, version, env = {}, seed = null } = request;
+  if (
+    typeof code !== 'string' || typeof handler !== 'string' || !Number.isInteger(version) || !isStringMap(env) ||
+    (seed !== null && !isSeed(seed))
+  ) {
+    throw agentError(
+      'ProtocolError',
+      'load needs code (string), handler (string), version (int), env (string map), optional seed (64 hex chars)',
+    );
   }
+  if (seed !== null) applySeed(seed); // first of all: even the top-level code must see this load's randomness
   const name = handlerName(handler);
   const started = performance.now();
   const previousEnv = applyEnv(env); // before the code runs: its top level may read the variables
@@ -606,6 +844,7 @@ function parseArgs(args) {
 async function main() {
   const portName = parseArgs(process.argv.slice(2));
   patchOutput();
+  installRandomWrappers();
   silenceLoaderWarning();
   installCrashGuards();
   let transport;

@@ -354,6 +354,52 @@ def remember_source(code):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Per-load randomness. Every VM is a clone of one snapshot taken after the agent started, so all clones begin
+# with the same kernel CRNG (os.urandom, uuid.uuid4, secrets, random.SystemRandom) and the same `random` module
+# state: two functions would draw the same "random" values. Each load brings a fresh host `seed`
+# (PROTOCOL.md), applied before the user's top-level code runs:
+# - written to /dev/urandom (mixed into the kernel's input pool), then RNDRESEEDCRNG makes the kernel CRNG
+#   reseed from that pool now rather than at its next scheduled reseed (up to a minute away): everything
+#   drawing on the kernel diverges at once, including OpenSSL when it seeds later. The ioctl needs
+#   CAP_SYS_ADMIN: the agent is PID 1, root, in the VM; a plain local process may be refused (ignored).
+# - the module-level `random` instance (random.random, randint, choice, shuffle, uuid1's clock_seq...) is
+#   reseeded from the seed plus os.urandom, so it differs per load even where the ioctl was refused.
+# Still shared: str/bytes hash randomisation (fixed when the interpreter started).
+
+RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07), linux/random.h
+
+
+def is_seed(value):
+    return isinstance(value, str) and len(value) == 64 and all(c in '0123456789abcdefABCDEF' for c in value)
+
+
+def apply_seed(seed_hex):
+    seed = bytes.fromhex(seed_hex)
+    try:
+        fd = os.open('/dev/urandom', os.O_WRONLY)
+    except OSError:
+        fd = None  # not in a VM, or no such device: reseeding `random` below still happens
+    if fd is not None:
+        import fcntl
+
+        try:
+            os.write(fd, seed)
+        except OSError:
+            pass
+        try:
+            fcntl.ioctl(fd, RNDRESEEDCRNG)  # after the write, so the new CRNG key depends on the seed
+        except OSError:
+            pass  # EPERM without CAP_SYS_ADMIN: the kernel reseeds on its own schedule
+        os.close(fd)
+    import random
+
+    random.seed(int.from_bytes(seed + os.urandom(16), 'big'))
+    ssl = sys.modules.get('ssl')
+    if ssl is not None:
+        ssl.RAND_add(seed, 0.0)  # only if imported (and so possibly seeded) before the snapshot: cheap insurance
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Invocations
 
 class Context:
@@ -625,20 +671,25 @@ class Agent:
         env = {} if env is None else env
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise RequestError('ProtocolError', 'load env must be an object of strings')
+        seed = message.get('seed')
+        if seed is not None and not is_seed(seed):
+            raise RequestError('ProtocolError', 'load seed must be 64 hex characters (32 bytes)')
         # Loads run one at a time, in arrival order, off the reader thread (top-level code may be slow).
         if self._loads is None:
             import queue
 
             self._loads = queue.SimpleQueue()
             threading.Thread(target=self._loader, name='loader', daemon=True).start()
-        self._loads.put((request_id, code, spec, env, version))
+        self._loads.put((request_id, code, spec, env, version, seed))
 
     def _loader(self):
         while True:
-            request_id, code, spec, env, version = self._loads.get()
+            request_id, code, spec, env, version, seed = self._loads.get()
             logs = LogBuffer()
             started = time.perf_counter()
             try:
+                if seed is not None:
+                    apply_seed(seed)  # first of all: even the top-level code must see this load's randomness
                 self.load(code, spec, env, version, logs)
             except RequestError as exc:
                 logs.close()
@@ -736,6 +787,7 @@ def parse_port(argv):
 
 def main(argv):
     port = parse_port(argv)
+    import fcntl, random  # noqa: F401,E401 - for apply_seed: imported before the snapshot, not at a first load
     transport = Transport.virtio_port(port) if port else Transport.stdio()
     real_stderr = sys.stderr
     sys.stdout = RoutedStream('<stdout>', real_stderr)

@@ -1,5 +1,6 @@
 // The running side of one function: which VM serves it, loading code into it, invoking it, and replacing
 // the VM when it dies or overruns a deadline. Operations that change the VM are serialised.
+import { randomBytes } from 'node:crypto';
 import { ChannelClosedError, ChannelTimeoutError, GuestRequestError } from '../guest/channel.js';
 import type { ErrorInfo, InvokeResult } from '../guest/protocol.js';
 import type { Vm } from '../vm/driver.js';
@@ -129,8 +130,13 @@ export class FunctionInstance {
       throw error;
     } finally {
       this.inflight--;
-      if (this.inflight === 0 && this.idleMs > 0) this.idleTimer = setTimeout(() => void this.hibernate(), this.idleMs).unref();
+      if (this.inflight === 0) this.armIdleTimer();
     }
+  }
+
+  private armIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    if (this.idleMs > 0) this.idleTimer = setTimeout(() => void this.hibernate(), this.idleMs).unref();
   }
 
   /** True if invocations can be served: a VM is (or will be) there, or the function sleeps and can wake. */
@@ -180,7 +186,9 @@ export class FunctionInstance {
 
   private async load(vm: Vm, d: Deployment): Promise<void> {
     try {
-      await vm.channel.request('load', { code: d.code, handler: d.handler, env: d.env, version: d.version }, 60_000);
+      // A fresh seed per load: VMs restored from one snapshot must not share random state.
+      const seed = randomBytes(32).toString('hex');
+      await vm.channel.request('load', { code: d.code, handler: d.handler, env: d.env, version: d.version, seed }, 60_000);
     } catch (error) {
       if (error instanceof GuestRequestError) throw new LoadError(error.info);
       throw error;
@@ -207,6 +215,7 @@ export class FunctionInstance {
     this.target = Promise.resolve(vm);
     this.targetReady = true;
     this.asleep = false;
+    if (this.inflight === 0) this.armIdleTimer(); // a deployed function that is never invoked sleeps too
     this.deployment = deployment;
     vm.onFailure((reason) => {
       if (this.deleted) return;

@@ -19,6 +19,12 @@ export interface LoadRequest {
   handler: string;
   env: Record<string, string>;
   version: number;
+  /**
+   * 64 hex characters: 32 fresh random bytes from the host, different for every load. Every VM is a clone of
+   * one snapshot, so without it clones share their random state (see guest/PROTOCOL.md, "Randomness").
+   * Optional for compatibility only: the host always sends one.
+   */
+  seed?: string;
 }
 
 export interface LoadResult {
