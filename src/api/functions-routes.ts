@@ -38,11 +38,28 @@ export function functionsRoutes(service: FunctionService) {
   };
 }
 
+/**
+ * How deeply an event may nest. JSON.parse takes any depth, but the host's JSON.stringify of the frame
+ * overflows the stack near 4,000 levels (a 500) and the Python agent's json module stops near 1,000 (no reply).
+ */
+export const maxEventDepth = 512;
+
 /** `{"event": ...}` as documented; a body without an `event` key is taken as the event itself. */
 function eventOf(body: unknown): unknown {
   if (body === undefined || body === null) return {};
   if (typeof body !== 'object' || Array.isArray(body)) throw invalid('the body must be a JSON object like {"event": {...}}');
-  return 'event' in body ? (body as { event: unknown }).event : body;
+  const event = 'event' in body ? (body as { event: unknown }).event : body;
+  if (deeperThan(event, maxEventDepth)) throw invalid(`the event nests deeper than ${maxEventDepth} levels`);
+  return event;
+}
+
+/** Whether arrays/objects nest more than `levels` deep; recurses at most `levels` frames. */
+function deeperThan(value: unknown, levels: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (levels === 0) return true;
+  if (Array.isArray(value)) return value.some((item) => deeperThan(item, levels - 1));
+  for (const key in value) if (deeperThan((value as Record<string, unknown>)[key], levels - 1)) return true;
+  return false;
 }
 
 function queryInt(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {

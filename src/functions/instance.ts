@@ -8,6 +8,9 @@ import type { VmPool } from '../vm/pool.js';
 import { outOfMemory } from '../vm/diagnose.js';
 import { specKey, type VmSpec } from '../vm/spec.js';
 
+/** An idle VM is pinged this often; no answer in time means its guest hung, and it is replaced. */
+export const watchdog = { intervalMs: 15_000, timeoutMs: 10_000 } as const;
+
 /** Everything a VM needs to serve one version of a function. */
 export interface Deployment {
   code: string;
@@ -99,7 +102,7 @@ export class FunctionInstance {
     await this.loadOrStop(vm, deployment);
     const old = this.target;
     await this.attach(vm, deployment);
-    if (old) void old.then((oldVm) => this.drain(oldVm), () => {});
+    if (old) old.then((oldVm) => this.drain(oldVm)).catch(() => {}); // a dead old VM needs no draining
   }
 
   async invoke(requestId: string, event: unknown, timeoutMs: number, waitMs: number): Promise<InvokeOutcome> {
@@ -212,6 +215,7 @@ export class FunctionInstance {
       await vm.stop();
       throw new DeletedError('function deleted while it was deploying');
     }
+    vm.startWatchdog(watchdog.intervalMs, watchdog.timeoutMs);
     this.target = Promise.resolve(vm);
     this.targetReady = true;
     this.asleep = false;

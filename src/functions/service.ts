@@ -246,7 +246,9 @@ export class FunctionService {
 
   private scheduleDeploy(id: string): void {
     const instance = this.instance(id);
-    void instance.exclusive(() => this.deploys.run(() => this.deploy(id, instance)));
+    instance.exclusive(() => this.deploys.run(() => this.deploy(id, instance))).catch((error: unknown) => {
+      this.options.log(`function ${id}: deploy bookkeeping failed: ${(error as Error).message}`);
+    });
   }
 
   private async deploy(id: string, instance: FunctionInstance): Promise<void> {

@@ -141,6 +141,7 @@ export class VmPool {
         return;
       }
       const list = this.idle.get(key) ?? [];
+      vm.startWatchdog(15_000, 10_000); // a warm VM that hangs is dropped, not handed out
       list.push(vm);
       this.idle.set(key, list);
       vm.onFailure(() => {
