@@ -24,7 +24,10 @@ export interface Server {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: (message: string) => void): Promise<Server> {
+export async function startServer(config: Config, startupLog: (message: string) => void): Promise<Server> {
+  // Plain progress lines until the HTTP server exists; structured (pino) log lines from then on.
+  let sink = startupLog;
+  const log = (message: string) => sink(message);
   checkExposure(config.host, config.apiToken);
   await ensureSystemPackages(log);
   const images = await ensureImages(log);
@@ -69,6 +72,7 @@ export async function startServer(config: Config, log: (message: string) => void
     logLevel: config.logLevel,
     apiToken: config.apiToken,
   });
+  sink = (message) => app.log.info(message);
   const url = await app.listen({ host: config.host, port: config.port });
   return {
     app,
