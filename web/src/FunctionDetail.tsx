@@ -1,0 +1,219 @@
+// One function: live state (its own event stream), code and settings with hot reload, invoke, history.
+import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type Health, type InvokeResult } from './api';
+import { FunctionForm } from './FunctionForm';
+import { History } from './History';
+import { InvokePanel } from './InvokePanel';
+import { linkTo, navigate } from './router';
+import { ConfirmDialog, ErrorBox, formatTime, isNewer, StateBadge, timeAgo, useNow } from './ui';
+
+const steps = ['creating', 'booting', 'deploying', 'ready'] as const;
+
+/** Functions this page just created: their detail page shows the deployment even if it was already done. */
+const justCreated = new Set<string>();
+export const markCreated = (id: string) => justCreated.add(id);
+
+/** The live deployment indicator: steps while it deploys, the error in full if it failed. */
+function DeployStatus({ fn, since, onTestInvoke }: { fn: FunctionRecord; since: string | null; onTestInvoke: () => void }) {
+  if (fn.state === 'error') {
+    return (
+      <div className="deploy deploy-error">
+        <ErrorBox title="Deployment failed" error={fn.error ?? 'unknown error'} testId="deploy-error" />
+        <p className="muted">Fix the code below and save to deploy again.</p>
+      </div>
+    );
+  }
+  if (!inProgress(fn.state) && since === null) return null;
+  const current = steps.indexOf(fn.state as (typeof steps)[number]);
+  const took = fn.state === 'ready' && since ? (Date.parse(fn.updated_at) - Date.parse(since)) / 1000 : null;
+  return (
+    <div className={`deploy ${fn.state === 'ready' ? 'deploy-done' : 'deploy-running'}`} role="status" aria-live="polite" data-testid="deploy-status">
+      <ol className="steps">
+        {steps.map((step, i) => (
+          <li key={step} className={i < current ? 'done' : i === current ? 'current' : ''}>{step}</li>
+        ))}
+      </ol>
+      {fn.state === 'ready' ? (
+        <div className="deploy-ready">
+          <span>Deployed{took !== null && took >= 0 ? ` in ${took.toFixed(1)} s` : ''}. The function is ready.</span>
+          <button type="button" className="primary" onClick={onTestInvoke}>Test invoke</button>
+        </div>
+      ) : (
+        <span className="muted">Deploying: {fn.state}…</span>
+      )}
+    </div>
+  );
+}
+
+function Details({ fn, health, now }: { fn: FunctionRecord; health: Health | null; now: number }) {
+  const rows: Array<[string, ReactNode]> = [
+    ['ID', <code>{fn.id}</code>],
+    ['Created', formatTime(fn.created_at)],
+    ['Updated', formatTime(fn.updated_at)],
+    ['Last invoked', fn.last_invoked_at ? `${formatTime(fn.last_invoked_at)} (${timeAgo(fn.last_invoked_at, now)})` : 'never'],
+    ['Version', `v${fn.version}`],
+    ['Resources', `${fn.vcpu} vCPU · ${fn.memory_mb} MB · ${fn.timeout_seconds} s timeout · ${fn.max_concurrency} concurrent`],
+  ];
+  const vm: Array<[string, ReactNode]> = [
+    ['VM ID', fn.vm_id ? <code data-testid="vm-id">{fn.vm_id}</code>
+      : <span className="muted">{fn.state === 'ready' ? 'none: idle, scaled to zero (the next invocation starts one)' : 'none'}</span>],
+    ['Guest IP', fn.guest_ip ?? <span className="muted">none</span>],
+    ['Accelerator', health ? <span title={health.accelerator_reason}>{health.accelerator.toUpperCase()} <span className="muted">({health.accelerator_reason})</span></span> : '…'],
+    ['VM driver', health?.vm_driver ?? '…'],
+  ];
+  const list = (entries: Array<[string, ReactNode]>) => (
+    <dl className="meta">
+      {entries.map(([term, value]) => (
+        <div key={term}>
+          <dt>{term}</dt>
+          <dd>{value}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+  return (
+    <section className="card" aria-labelledby="details-title">
+      <h2 id="details-title">Details</h2>
+      {list(rows)}
+      <h3>VM</h3>
+      {list(vm)}
+    </section>
+  );
+}
+
+/** The PUT body: only the fields that differ from the stored function. */
+function patchOf(fn: FunctionRecord, input: FunctionInput): Partial<FunctionInput> {
+  const patch: Partial<FunctionInput> = {};
+  for (const key of ['name', 'code', 'handler', 'vcpu', 'memory_mb', 'timeout_seconds'] as const) {
+    if (input[key] !== fn[key]) (patch as Record<string, unknown>)[key] = input[key];
+  }
+  if (JSON.stringify(input.env_vars) !== JSON.stringify(fn.env_vars)) patch.env_vars = input.env_vars;
+  return patch;
+}
+
+export function FunctionDetail({ id, health, onConnection }: { id: string; health: Health | null; onConnection: (live: boolean) => void }) {
+  const [fn, setFn] = useState<FunctionRecord | null>(null);
+  const [loadError, setLoadError] = useState<Error | null>(null);
+  const [deleted, setDeleted] = useState(false);
+  const [deploySince, setDeploySince] = useState<string | null>(null);
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const [testInvoke, setTestInvoke] = useState(0);
+  const [historyRefresh, setHistoryRefresh] = useState(0);
+  const now = useNow();
+
+  const accept = useCallback((item: FunctionRecord) => {
+    setFn((current) => (current && current.id === item.id && !isNewer(item, current) ? current : item));
+    // Remember when a deployment we watched began, to say how long it took.
+    if (justCreated.delete(item.id)) setDeploySince(item.created_at);
+    else if (inProgress(item.state)) setDeploySince((since) => since ?? item.updated_at);
+  }, []);
+
+  // The first load tells a 404 apart; then the function's own event stream keeps it current.
+  const functionId = fn?.id;
+  useEffect(() => {
+    let current = true;
+    setFn(null);
+    setLoadError(null);
+    setDeleted(false);
+    setDeploySince(null);
+    api.get(id).then(
+      (item) => current && accept(item),
+      (error: Error) => current && setLoadError(error),
+    );
+    return () => {
+      current = false;
+    };
+  }, [id, accept]);
+
+  useEffect(() => {
+    if (!functionId) return;
+    return watch(functionId, {
+      onConnection,
+      onChange: (change) => {
+        if (change.type === 'deleted') setDeleted(true);
+        else accept(change.item);
+      },
+    });
+  }, [functionId, accept, onConnection]);
+
+  useEffect(() => {
+    if (fn) document.title = `${fn.name} · fnvm`;
+  }, [fn?.name]);
+
+  // /functions/{id}#invoke and #history (the list's Invoke and Logs buttons) land on that section.
+  const scrolled = useRef(false);
+  useEffect(() => {
+    if (!fn || scrolled.current || !location.hash) return;
+    scrolled.current = true;
+    const target = document.getElementById(location.hash.slice(1));
+    target?.scrollIntoView({ block: 'start' });
+    if (location.hash === '#invoke') target?.querySelector<HTMLElement>('.cm-content')?.focus();
+  }, [fn]);
+
+  const initial = useMemo<FunctionInput | null>(
+    () => fn && { name: fn.name, runtime: fn.runtime, code: fn.code, handler: fn.handler, vcpu: fn.vcpu,
+      memory_mb: fn.memory_mb, timeout_seconds: fn.timeout_seconds, env_vars: fn.env_vars },
+    [fn?.name, fn?.runtime, fn?.code, fn?.handler, fn?.vcpu, fn?.memory_mb, fn?.timeout_seconds, JSON.stringify(fn?.env_vars)],
+  );
+
+  if (loadError) {
+    return (
+      <section className="page">
+        <p><a {...linkTo('/')}>← Functions</a></p>
+        <ErrorBox title={loadError instanceof ApiError && loadError.status === 404 ? 'No such function' : 'Could not load the function'} error={loadError} />
+      </section>
+    );
+  }
+  if (!fn || !initial) return <section className="page"><p className="muted">Loading…</p></section>;
+
+  const save = async (input: FunctionInput) => {
+    const patch = patchOf(fn, input);
+    if (Object.keys(patch).length === 0) return;
+    if (fn.state === 'error') setDeploySince(null);
+    accept(await api.update(fn.id, patch));
+  };
+  const invoked = (_result: InvokeResult) => {
+    setHistoryRefresh((n) => n + 1);
+    // last_invoked_at changes without an event; one read after our own invoke keeps the page true.
+    api.get(fn.id).then(accept, () => {});
+  };
+
+  return (
+    <section className="page detail">
+      <div className="page-head">
+        <div className="title">
+          <a className="back" {...linkTo('/')}>← Functions</a>
+          <h1>{fn.name}</h1>
+          <StateBadge state={fn.state} testId="function-state" />
+          <span className="muted">{fn.runtime === 'node' ? 'Node.js' : 'Python'} · <span data-testid="function-version">v{fn.version}</span></span>
+        </div>
+        <button type="button" className="danger-outline" onClick={() => setConfirmDelete(true)} disabled={deleted}>Delete</button>
+      </div>
+      {deleted && <ErrorBox error="This function has been deleted." testId="deleted" />}
+      <DeployStatus fn={fn} since={deploySince} onTestInvoke={() => {
+        document.getElementById('invoke')?.scrollIntoView({ block: 'start', behavior: 'smooth' });
+        setTestInvoke((n) => n + 1);
+      }} />
+      <div className="detail-grid">
+        <section className="card editor-card" aria-labelledby="code-title">
+          <h2 id="code-title">Code and configuration</h2>
+          <FunctionForm mode="edit" initial={initial} onSubmit={save} submitLabel="Save and reload" />
+        </section>
+        <div className="side">
+          <InvokePanel fn={fn} trigger={testInvoke} onInvoked={invoked} />
+          <Details fn={fn} health={health} now={now} />
+        </div>
+      </div>
+      <History functionId={fn.id} refresh={historyRefresh} />
+      {confirmDelete && (
+        <ConfirmDialog title={`Delete ${fn.name}?`} confirmLabel="Delete" onClose={() => setConfirmDelete(false)}
+          onConfirm={async () => {
+            await api.remove(fn.id);
+            navigate('/');
+          }}>
+          <p>Its VM is stopped and its invocation history is deleted. This cannot be undone.</p>
+        </ConfirmDialog>
+      )}
+    </section>
+  );
+}
