@@ -255,6 +255,7 @@ describe('invocations', () => {
       ids.reverse(),
     );
     assert.equal((await fnvm.api('/v1/functions/pager/logs')).body.items.length, 5);
+    assert.equal(page2.body.total, 5);
     for (const bad of ['limit=0', 'limit=abc', 'offset=-1', 'limit=100000']) {
       assert.equal((await fnvm.api(`/v1/functions/pager/logs?${bad}`)).status, 400, bad);
     }

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../functions/errors.js';
 import type { FunctionInput, FunctionService } from '../functions/service.js';
+import { runtimeNames } from '../functions/validation.js';
 import { createBody, updateBody } from './schemas.js';
 
 type IdParams = { Params: { id: string } };
@@ -9,7 +10,7 @@ type IdParams = { Params: { id: string } };
 export function functionsRoutes(service: FunctionService) {
   return async (app: FastifyInstance): Promise<void> => {
     app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody } }, async (request) => {
-      const record = await service.create(request.body);
+      const record = await service.create(knownRuntime(request.body));
       return { id: record.id };
     });
 
@@ -18,7 +19,7 @@ export function functionsRoutes(service: FunctionService) {
     app.get<IdParams>('/v1/functions/:id', async (request) => ({ item: service.get(request.params.id) }));
 
     app.put<IdParams & { Body: FunctionInput }>('/v1/functions/:id', { schema: { body: updateBody } }, async (request) => ({
-      item: await service.update(request.params.id, request.body),
+      item: await service.update(request.params.id, knownRuntime(request.body)),
     }));
 
     app.delete<IdParams>('/v1/functions/:id', async (request) => {
@@ -33,9 +34,21 @@ export function functionsRoutes(service: FunctionService) {
     app.get<IdParams & { Querystring: Record<string, string | undefined> }>('/v1/functions/:id/logs', async (request) => {
       const limit = queryInt(request.query.limit, 'limit', 100, 1, 1000);
       const offset = queryInt(request.query.offset, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
-      return { items: await service.invocations(request.params.id, limit, offset) };
+      return service.invocations(request.params.id, limit, offset);
     });
   };
+}
+
+/**
+ * Runtime names are looked up in a plain object, where "constructor" and "__proto__" (any case) would find
+ * Object's own members and get stored as a runtime (500 on create, 503 on update): refuse them here.
+ */
+function knownRuntime(input: FunctionInput): FunctionInput {
+  const runtime = input.runtime;
+  if (runtime !== undefined && !runtimeNames.includes(runtime.toLowerCase())) {
+    throw invalid(`unknown runtime "${runtime}": use "node" or "python"`);
+  }
+  return input;
 }
 
 /**

@@ -62,6 +62,7 @@ export class FunctionService {
   private readonly records = new Map<string, FunctionRecord>();
   private readonly instances = new Map<string, FunctionInstance>();
   private readonly settleWaiters = new Map<string, Array<() => void>>();
+  private readonly invokeAnnouncements = new Set<string>();
   /** Background deploys at once: each restores a VM, and there are only a few cores. */
   private readonly deploys = new Limiter(2);
 
@@ -208,9 +209,13 @@ export class FunctionService {
     return { request_id: requestId, status, duration_ms: durationMs, response, logs, error, cold_start, version };
   }
 
-  async invocations(idOrName: string, limit: number, offset: number): Promise<InvocationRecord[]> {
+  async invocations(idOrName: string, limit: number, offset: number): Promise<{ items: InvocationRecord[]; total: number }> {
     const { id } = this.get(idOrName);
-    return this.options.store.listInvocations(id, limit, offset);
+    const [items, total] = await Promise.all([
+      this.options.store.listInvocations(id, limit, offset),
+      this.options.store.countInvocations(id),
+    ]);
+    return { items, total };
   }
 
   /** Stops every function VM (in-flight invocations on them fail). */
@@ -228,6 +233,18 @@ export class FunctionService {
     } catch (error) {
       if (this.records.has(invocation.function_id)) throw error;
     }
+    this.announceInvoked(record);
+  }
+
+  /** Tells watchers about last_invoked_at, at most once a second per function (invokes can be 1000s/s). */
+  private announceInvoked(record: FunctionRecord): void {
+    if (this.invokeAnnouncements.has(record.id)) return;
+    this.invokeAnnouncements.add(record.id);
+    setTimeout(() => {
+      this.invokeAnnouncements.delete(record.id);
+      const current = this.records.get(record.id);
+      if (current) this.changes.emit('change', { item: current } satisfies FunctionChange);
+    }, 1000).unref();
   }
 
   private newInstance(id: string): FunctionInstance {
