@@ -23,7 +23,7 @@ exports.handler = async (e) => {
   if (e.write) { require('node:fs').writeFileSync('/tmp/secret-' + e.write, 'secret'); return 'written'; }
   if (e.ls) return require('node:fs').readdirSync(e.ls).sort();
   try {
-    const r = await fetch(e.url, { signal: AbortSignal.timeout(3000) });
+    const r = await fetch(e.url, { signal: AbortSignal.timeout(e.timeout ?? 3000) });
     return { ok: true, body: await r.text() };
   } catch (error) { return { ok: false, error: String(error.cause?.code ?? error.name) }; }
 };`;
@@ -71,7 +71,9 @@ test('outbound HTTP works; the fnvm API, host services and other VMs are out of 
   await deploy('probe-a');
   await deploy('probe-b');
 
-  assert.deepEqual(await call('probe-a', { url: `http://${outside.peer}:8080/hello` }), { ok: true, body: 'outside:/hello' });
+  // Generous: the first fetch in a fresh VM also compiles Node's HTTP client, slow under emulation.
+  const reached = await call('probe-a', { url: `http://${outside.peer}:8080/hello`, timeout: 30_000 });
+  assert.deepEqual(reached, { ok: true, body: 'outside:/hello' });
 
   const apiPort = new URL(fnvm.url).port;
   const hostPort = (hostServer.address() as AddressInfo).port;

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { warmUp } from '../guest/warmup.js';
 import type { Snapshot, Vm, VmDriver } from './driver.js';
+import { kernelCmdline } from './qemu-args.js';
 import { specKey, type VmSpec } from './spec.js';
 
 export type VmSource = 'warm' | 'restore' | 'boot';
@@ -91,9 +92,11 @@ export class VmPool {
   private async loadOrCreateSnapshot(spec: VmSpec): Promise<Snapshot> {
     const metaPath = this.metaPath(spec);
     if (existsSync(metaPath)) {
-      const snapshot = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot;
+      const snapshot = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot & { cmdline?: string };
       const filesThere = existsSync(snapshot.path) && (!snapshot.ramPath || existsSync(snapshot.ramPath));
-      if (filesThere && snapshot.accel === this.driver.accel) return snapshot;
+      // A snapshot holds a kernel that parsed its command line at boot: a changed one needs a new snapshot.
+      const sameKernelArgs = snapshot.cmdline === kernelCmdline(spec);
+      if (filesThere && sameKernelArgs && snapshot.accel === this.driver.accel) return snapshot;
     }
     await mkdir(this.options.snapshotDir, { recursive: true });
     this.options.log?.(`cold-booting a ${specKey(spec)} VM for its base snapshot`);
@@ -103,7 +106,7 @@ export class VmPool {
       // complete, and two processes building the same snapshot do not write into each other's files.
       const base = join(this.options.snapshotDir, `${specKey(spec)}-${randomUUID().slice(0, 8)}`);
       const partial = await vm.snapshot(`${base}.partial`);
-      const snapshot: Snapshot = { ...partial, path: `${base}.vmstate`, ramPath: partial.ramPath && `${base}.ram` };
+      const snapshot = { ...partial, path: `${base}.vmstate`, ramPath: partial.ramPath && `${base}.ram`, cmdline: kernelCmdline(spec) };
       await rename(partial.path, snapshot.path);
       if (partial.ramPath && snapshot.ramPath) await rename(partial.ramPath, snapshot.ramPath);
       await writeFile(`${base}.json`, JSON.stringify(snapshot));

@@ -46,6 +46,7 @@ export function kernelCmdline(spec: VmSpec): string {
     'console=ttyS0',
     'quiet',
     'panic=-1', // a dead agent (PID 1) panics the kernel, the guest reboots, and -no-reboot ends QEMU
+    'reboot=t', // by triple fault: microvm has no keyboard controller, and the ACPI reset sometimes does nothing
     'tsc_early_khz=2000000', // TCG: the fast PIT calibration fails ~1 boot in 3 and the guest hangs
     'init_on_free=1', // freed pages are zero, so snapshots skip them
     'mitigations=off',
