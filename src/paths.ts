@@ -1,6 +1,6 @@
 // Where the repository's own files are, whether running from src (tsx) or dist (tsc output).
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 function findRepoRoot(): string {
@@ -19,7 +19,3 @@ export const agentPaths = {
   node: join(guestDir, 'node', 'agent.mjs'),
   python: join(guestDir, 'python', 'agent.py'),
 } as const;
-
-export function resolveFrom(root: string, ...parts: string[]): string {
-  return resolve(root, ...parts);
-}

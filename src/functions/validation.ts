@@ -20,12 +20,13 @@ export const defaults = {
   maxConcurrency: 100,
 } as const;
 
-const runtimeAliases: Record<string, Runtime> = {
-  node: 'node', nodejs: 'node', 'node.js': 'node', javascript: 'node', js: 'node',
-  python: 'python', python3: 'python', 'python3.11': 'python', py: 'python',
-};
+// A Map, not an object literal: user input must never find "constructor" or "__proto__" on a prototype.
+const runtimeAliases = new Map<string, Runtime>([
+  ['node', 'node'], ['nodejs', 'node'], ['node.js', 'node'], ['javascript', 'node'], ['js', 'node'],
+  ['python', 'python'], ['python3', 'python'], ['python3.11', 'python'], ['py', 'python'],
+]);
 
-export const runtimeNames = Object.keys(runtimeAliases);
+export const runtimeNames = [...runtimeAliases.keys()];
 export const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export const handlerPattern = /^([A-Za-z_$][\w$-]*\.)?[A-Za-z_$][\w$]*$/;
 export const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -36,7 +37,7 @@ export function isUuid(value: string): boolean {
 }
 
 export function normaliseRuntime(value: string): Runtime {
-  const runtime = runtimeAliases[value.toLowerCase()];
+  const runtime = runtimeAliases.get(value.toLowerCase());
   if (!runtime) throw invalid(`unknown runtime "${value}": use "node" or "python"`);
   return runtime;
 }
