@@ -219,9 +219,13 @@ export class FunctionService {
   }
 
   /** Stops every function VM (in-flight invocations on them fail). */
+  /** Stops every function VM (in-flight invocations on them fail), including ones a deploy is still starting. */
   async close(): Promise<void> {
-    await Promise.all([...this.instances.values()].map((instance) => instance.stop()));
+    const instances = [...this.instances.values()];
     this.instances.clear();
+    await Promise.all(instances.map((instance) => instance.stop()));
+    // A deploy still restoring a VM stops it once it has it (the instance is stopped): wait for that.
+    await Promise.all(instances.map((instance) => instance.exclusive(async () => {})));
   }
 
   private async record(invocation: InvocationRecord): Promise<void> {

@@ -9,6 +9,7 @@ export const limits = {
   timeoutSeconds: { min: 1, max: 900 },
   maxConcurrency: { min: 1, max: 1000 },
   nameLength: 64,
+  handlerLength: 128,
   envVars: 64,
 } as const;
 
@@ -25,8 +26,6 @@ const runtimeAliases = new Map<string, Runtime>([
   ['node', 'node'], ['nodejs', 'node'], ['node.js', 'node'], ['javascript', 'node'], ['js', 'node'],
   ['python', 'python'], ['python3', 'python'], ['python3.11', 'python'], ['py', 'python'],
 ]);
-
-export const runtimeNames = [...runtimeAliases.keys()];
 export const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export const handlerPattern = /^([A-Za-z_$][\w$-]*\.)?[A-Za-z_$][\w$]*$/;
 export const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -50,6 +49,7 @@ export function checkName(name: string): string {
 }
 
 export function checkHandler(handler: string): string {
+  if (handler.length > limits.handlerLength) throw invalid(`handler must be at most ${limits.handlerLength} characters`);
   if (!handlerPattern.test(handler)) throw invalid(`handler "${handler}" must be a function name such as "handler" or "index.handler"`);
   return handler;
 }
