@@ -274,7 +274,7 @@ export class FunctionService {
 
   private async deploy(id: string, instance: FunctionInstance): Promise<void> {
     const record = this.records.get(id);
-    if (!record) return;
+    if (!record || this.instances.get(id) !== instance) return; // deleted, or shutting down
     try {
       if (record.state !== 'creating') await this.save(id, { state: 'creating', error: null });
       await instance.deploy(this.deployment(record), async (state, vm) => {
