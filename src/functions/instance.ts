@@ -59,6 +59,8 @@ export class FunctionInstance {
   private deleted = false;
   /** Scaled to zero: no VM, but the deployment is kept and the next invocation wakes the function. */
   private asleep = false;
+  /** The VM `target` resolved to, once it did (null while a replacement is starting). */
+  private serving: Vm | null = null;
   private idleTimer: NodeJS.Timeout | undefined;
   inflight = 0;
 
@@ -154,6 +156,7 @@ export class FunctionInstance {
       if (!target || this.inflight > 0 || this.deleted || !this.targetReady) return;
       const vm = await target;
       this.target = null;
+      this.serving = null;
       this.asleep = true;
       this.events.onVm(null);
       this.events.log(`function ${this.functionId}: idle for ${this.idleMs / 1000} s, VM ${vm.id} stopped`);
@@ -221,17 +224,17 @@ export class FunctionInstance {
     this.asleep = false;
     if (this.inflight === 0) this.armIdleTimer(); // a deployed function that is never invoked sleeps too
     this.deployment = deployment;
-    vm.onFailure((reason) => {
-      if (this.deleted) return;
-      void this.target?.then((current) => current === vm && this.recycle(vm, reason));
-    });
+    this.serving = vm;
+    vm.onFailure((reason) => this.recycle(vm, reason));
     this.events.onVm(vm);
   }
 
   /** Replaces a VM that died or overran a deadline with a fresh one running the same deployment. */
   private recycle(vm: Vm, reason: string): void {
     const deployment = this.deployment;
-    if (this.deleted || !deployment) return;
+    // Only the serving VM is replaced, once: two invocations timing out on it must not start two replacements.
+    if (this.deleted || !deployment || this.serving !== vm) return;
+    this.serving = null;
     this.events.log(`function ${this.functionId}: replacing VM ${vm.id}: ${reason}`);
     void vm.stop();
     this.targetReady = false;
