@@ -16,7 +16,13 @@ export interface TestServer {
 export async function startTestServer(overrides: Partial<Config> = {}): Promise<TestServer> {
   const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'fnvm-api-'));
   const config: Config = { ...configFromEnv(), host: '127.0.0.1', port: 0, dataDir, logLevel: 'warn', ...overrides };
-  const server = await startServer(config, (m) => process.stderr.write(`[fnvm] ${m}\n`));
+  let server: Server;
+  try {
+    server = await startServer(config, (m) => process.stderr.write(`[fnvm] ${m}\n`));
+  } catch (error) {
+    if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   const url = server.url;
   return {
     server,
