@@ -3,13 +3,17 @@
 import { Agent, request } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 import { startServer, type Server } from '../src/app.js';
 import { configFromEnv } from '../src/config.js';
 import { identityHandler } from '../src/guest/warmup.js';
 import { ms, percentile, row, timeEach } from './stats.js';
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+const run = promisify(execFile);
 
 function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
@@ -25,6 +29,13 @@ function call(base: string, method: string, path: string, body?: unknown): Promi
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/** Runs bench/http-client.js in its own process: a client sharing the server's event loop would inflate it. */
+async function client(url: string, body: string, mode: string, amount: number, concurrency = 32): Promise<unknown> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'http-client.js');
+  const { stdout } = await run(process.execPath, [script, url, body, mode, String(amount), String(concurrency)]);
+  return JSON.parse(stdout);
 }
 
 async function server(poolSize: number): Promise<{ server: Server; dataDir: string }> {
@@ -65,21 +76,11 @@ async function main(): Promise<void> {
     const base = warm.server.url;
     const { json } = await call(base, 'POST', '/v1/functions', { name: 'bench-echo', runtime: 'node', code: identityHandler.node });
     while ((await call(base, 'GET', `/v1/functions/${json.id}`)).json.item.state !== 'ready');
-    const invoke = () => call(base, 'POST', `/v1/functions/${json.id}/invoke`, { event: { n: 1 } });
-    await timeEach(500, invoke);
-    const http = await timeEach(2000, invoke);
-
+    const invokeUrl = `${base}/v1/functions/${json.id}/invoke`;
+    const body = JSON.stringify({ event: { n: 1 } });
+    const { samples: http } = (await client(invokeUrl, body, 'latency', 2000)) as { samples: number[] };
     const seconds = 5;
-    let done = 0;
-    let failed = 0;
-    const until = performance.now() + seconds * 1000;
-    await Promise.all(Array.from({ length: 32 }, async () => {
-      while (performance.now() < until) {
-        const r = await invoke();
-        if (r.status === 200 && r.json.status === 'success') done++;
-        else failed++;
-      }
-    }));
+    const { ok: done, failed } = (await client(invokeUrl, body, 'throughput', seconds, 32)) as { ok: number; failed: number };
 
     const { vm } = await warm.server.pool.take({ runtime: 'node', vcpu: 1, memoryMb: 256, network: 'outbound' });
     await vm.channel.request('load', { code: identityHandler.node, handler: 'handler', env: {}, version: 1 });
