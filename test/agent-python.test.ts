@@ -342,6 +342,16 @@ describe('python agent', { timeout: 30_000 }, () => {
       assert.equal(error.info.type, 'UnknownRequest');
     }));
 
+  test('a frame nested too deep to decode is still answered (the id comes first), not left to time out', () =>
+    withShared(async (agent) => {
+      await agent.channel.request('load', { code: 'def handler(event):\n    return 1', handler: 'handler', env: {}, version: 1 });
+      let event: unknown = 0;
+      for (let i = 0; i < 3000; i++) event = [event]; // past Python's recursion limit, within the host's
+      const error = await requestError(agent.channel.request('invoke', { request_id: 'deep', event, timeout_ms: 5000 }, REPLY_MS));
+      assert.equal(error.info.type, 'ProtocolError');
+      assert.equal((await agent.channel.request('invoke', { request_id: 'after', event: {}, timeout_ms: 5000 })).response, 1);
+    }));
+
   test('a frame that is not JSON gets a ProtocolError reply with id null, then the agent goes on', async () => {
     const child = spawn('python3', ['-u', agentPaths.python], { stdio: ['pipe', 'pipe', 'inherit'] });
     try {

@@ -798,7 +798,7 @@ async function handleFrame(body) {
   try {
     request = JSON.parse(body.toString('utf8'));
   } catch (error) {
-    return failure(null, agentError('ProtocolError', `frame is not valid JSON: ${error.message}`));
+    return failure(leadingId(body), agentError('ProtocolError', `frame is not valid JSON: ${error.message}`));
   }
   if (typeof request !== 'object' || request === null || Array.isArray(request) || !Number.isInteger(request.id)) {
     const id = Number.isInteger(request?.id) ? request.id : null;
@@ -814,6 +814,12 @@ async function handleFrame(body) {
 }
 
 const failure = (id, error) => ({ id, ok: false, error: errorInfo(error) });
+
+/** The host writes `id` first (PROTOCOL.md), so a frame too deep or broken to parse can still be answered. */
+function leadingId(body) {
+  const match = /^\{"id":(\d{1,15})[,}]/.exec(body.subarray(0, 32).toString('latin1'));
+  return match ? Number(match[1]) : null;
+}
 
 function replyJson(reply) {
   const response = reply.ok ? reply.result.response : undefined;

@@ -11,6 +11,7 @@ Standard library only (Debian 12's python3.11); heavy modules are imported on fi
 """
 import contextvars
 import json
+import re
 import os
 import sys
 import threading
@@ -39,6 +40,15 @@ def exception_info(exc):
     stack = ''.join(traceback.format_exception(type(exc), exc, tb))
     return error_info(type(exc).__name__, str(exc), stack.rstrip('\n'))
 
+
+
+LEADING_ID = re.compile(rb'^\{"id":(\d{1,15})[,}]')
+
+
+def leading_id(payload):
+    """The host writes `id` first (PROTOCOL.md): a frame too deep or broken to parse can still be answered."""
+    match = LEADING_ID.match(bytes(payload[:32]))
+    return int(match.group(1)) if match else None
 
 class RequestError(Exception):
     """A request that fails as a whole: the reply is `ok: false` with this type and message."""
@@ -609,16 +619,16 @@ class Agent:
                 raise RequestError('UnknownRequest', f'unknown request type {message.get("type")!r}')
             handle(request_id, message)
         except RequestError as exc:
-            self.send_error(request_id, exc.info)
+            self.send_error(request_id or leading_id(payload), exc.info)
         except BaseException as exc:  # noqa: BLE001 - a bad request must not stop the agent
-            self.send_error(request_id, exception_info(exc))
+            self.send_error(request_id or leading_id(payload), exception_info(exc))
 
     @staticmethod
     def _decode(payload):
         try:
             message = json.loads(payload)
-        except ValueError as exc:  # includes UnicodeDecodeError
-            raise RequestError('ProtocolError', f'frame is not valid JSON: {exc}') from None
+        except (ValueError, RecursionError) as exc:  # ValueError includes UnicodeDecodeError
+            raise RequestError('ProtocolError', f'frame cannot be decoded as JSON: {exc}') from None
         if not isinstance(message, dict):
             raise RequestError('ProtocolError', 'frame is not a JSON object')
         request_id = message.get('id')

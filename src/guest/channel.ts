@@ -77,7 +77,8 @@ export class GuestChannel {
               reject(new ChannelTimeoutError(`guest did not answer ${type} within ${timeoutMs} ms`));
             }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
-      this.stream.write(encodeFrame({ ...params, id, type }));
+      // id first: an agent that cannot parse a frame (too deep, broken) still reads the id and answers.
+      this.stream.write(encodeFrame({ id, type, ...params }));
     });
   }
 
