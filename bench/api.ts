@@ -5,15 +5,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { execFile } from 'node:child_process';
 import { startServer, type Server } from '../src/app.js';
 import { configFromEnv } from '../src/config.js';
+import { run } from '../src/exec.js';
 import { identityHandler } from '../src/guest/warmup.js';
 import { ms, percentile, row, timeEach } from './stats.js';
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-const run = promisify(execFile);
 
 function call(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
@@ -34,8 +32,8 @@ function call(base: string, method: string, path: string, body?: unknown): Promi
 /** Runs bench/http-client.js in its own process: a client sharing the server's event loop would inflate it. */
 async function client(url: string, body: string, mode: string, amount: number, concurrency = 32): Promise<unknown> {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'http-client.js');
-  const { stdout } = await run(process.execPath, [script, url, body, mode, String(amount), String(concurrency)]);
-  return JSON.parse(stdout);
+  const stdout = await run(process.execPath, [script, url, body, mode, String(amount), String(concurrency)]);
+  return JSON.parse(stdout.toString());
 }
 
 async function server(poolSize: number): Promise<{ server: Server; dataDir: string }> {

@@ -1,6 +1,5 @@
 // Host programs fnvm needs, and installing the missing ones with apt when running as root.
-import { execFileSync } from 'node:child_process';
-import { run } from './images/exec.js';
+import { hasCommand, run } from './exec.js';
 
 const needs: Array<{ command: string; pkg: string }> = [
   { command: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
@@ -12,17 +11,8 @@ const needs: Array<{ command: string; pkg: string }> = [
   { command: 'nft', pkg: 'nftables' },
 ];
 
-function has(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export async function ensureSystemPackages(log: (message: string) => void): Promise<void> {
-  const missing = [...new Set(needs.filter((n) => !has(n.command)).map((n) => n.pkg))];
+  const missing = [...new Set(needs.filter((n) => !hasCommand(n.command)).map((n) => n.pkg))];
   if (missing.length === 0) return;
   const command = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
   if (process.getuid?.() !== 0) throw new Error(`missing system packages; run as root: ${command}`);

@@ -6,7 +6,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, write
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { guestDir } from '../paths.js';
-import { run } from './exec.js';
+import { run } from '../exec.js';
 import { builderVersion, recipe } from './recipe.js';
 
 export interface GuestImages {

@@ -8,7 +8,7 @@ import { ChannelTimeoutError, GuestChannel } from '../guest/channel.js';
 import type { PingResult } from '../guest/protocol.js';
 import { killTracked, spawnTracked } from './processes.js';
 import { diagnose } from './diagnose.js';
-import { copySparse } from './files.js';
+import { run } from '../exec.js';
 import { qemuArgs, type BootFiles, type GuestMemory, type RunFiles } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
 import type { Accelerator, VmSpec } from './spec.js';
@@ -177,7 +177,8 @@ export class QemuVm {
     await this.qmp.execute('migrate', { uri: `exec:cat > '${path}'` });
     await done;
     const ramPath = ramFile ? `${path}.ram` : null;
-    if (ramFile && ramPath) await copySparse(ramFile, ramPath); // the paused VM may resume and write to its file
+    // The paused VM may resume and write to its file, so the snapshot gets a copy (holes stay holes).
+    if (ramFile && ramPath) await run('cp', ['--sparse=always', '--reflink=auto', ramFile, ramPath]);
     const bytes = statSync(path).size + (ramPath ? statSync(ramPath).blocks * 512 : 0);
     return { path, ramPath, spec: this.spec, accel: this.launch.accel, boot: this.launch.boot, bytes };
   }

@@ -1,15 +1,13 @@
 // Real guest images and a real QEMU driver for tests. Fails loudly if the machine lacks what they need.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { hasCommand } from '../../src/exec.js';
 import { cacheDir, ensureImages, type GuestImages } from '../../src/images/build.js';
 import { createQemuDriver, type VmDriver } from '../../src/vm/driver.js';
 
 function requireCommand(command: string, hint: string): void {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-  } catch {
+  if (!hasCommand(command)) {
     throw new Error(`this test needs ${command} (${hint}); run .ci/run or install it`);
   }
 }

@@ -1,10 +1,11 @@
-// Runs a host command and fails with its stderr, for the image build steps.
-import { spawn } from 'node:child_process';
+// Runs host commands: the image build, network setup and VM state files all shell out through here.
+import { execFileSync, spawn } from 'node:child_process';
 
 export class CommandError extends Error {
   override name = 'CommandError';
 }
 
+/** Runs `command` and resolves with its stdout; fails with its stderr. */
 export function run(command: string, args: string[], options: { cwd?: string; input?: Buffer } = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -19,4 +20,14 @@ export function run(command: string, args: string[], options: { cwd?: string; in
     });
     child.stdin.end(options.input);
   });
+}
+
+/** True if `command` is on the PATH. */
+export function hasCommand(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
