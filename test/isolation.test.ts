@@ -5,12 +5,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import { run } from '../src/images/exec.js';
-import { sandbox } from '../src/vm/sandbox-net.js';
+import { run } from '../src/exec.js';
+import { createLinkedNamespace, sandbox } from '../src/vm/sandbox-net.js';
 import { startTestServer, waitForState, type TestServer } from './support/server.js';
 
 const tag = String(process.pid % 10000);
-const outside = { netns: `fnvm-t${tag}`, hostVeth: `fnvt${tag}h`, nsVeth: `fnvt${tag}n`, host: '10.198.0.1', peer: '10.198.0.2' };
+const outside = { netns: `fnvm-t${tag}`, hostVeth: `fnvt${tag}h`, nsVeth: `fnvt${tag}n`, hostAddress: '10.198.0.1', nsAddress: '10.198.0.2' };
+const { hostAddress: outsideHost, nsAddress: outsidePeer } = outside;
 let fnvm: TestServer;
 let outsideServer: ChildProcess | undefined;
 let hostServer: Server;
@@ -31,16 +32,9 @@ exports.handler = async (e) => {
 before(async () => {
   if (process.getuid?.() !== 0) throw new Error('isolation tests need root (network namespaces, nftables)');
   // An "outside" host: a network namespace with an HTTP server, reachable from the host by a veth.
-  await run('ip', ['netns', 'add', outside.netns]);
-  await run('ip', ['link', 'add', outside.hostVeth, 'type', 'veth', 'peer', 'name', outside.nsVeth, 'netns', outside.netns]);
-  await run('ip', ['addr', 'add', `${outside.host}/30`, 'dev', outside.hostVeth]);
-  await run('ip', ['link', 'set', outside.hostVeth, 'up']);
-  const inNs = ['netns', 'exec', outside.netns, 'ip'];
-  await run('ip', [...inNs, 'addr', 'add', `${outside.peer}/30`, 'dev', outside.nsVeth]);
-  await run('ip', [...inNs, 'link', 'set', outside.nsVeth, 'up']);
-  await run('ip', [...inNs, 'route', 'add', 'default', 'via', outside.host]);
+  await createLinkedNamespace(outside);
   outsideServer = spawn('ip', ['netns', 'exec', outside.netns, process.execPath, '-e',
-    `require('node:http').createServer((q, s) => s.end('outside:' + q.url)).listen(8080, '${outside.peer}', () => console.log('up'))`],
+    `require('node:http').createServer((q, s) => s.end('outside:' + q.url)).listen(8080, '${outsidePeer}', () => console.log('up'))`],
   { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => outsideServer!.stdout!.once('data', resolve));
   // A service on every host address, which guests must not reach.
@@ -72,18 +66,18 @@ test('outbound HTTP works; the fnvm API, host services and other VMs are out of 
   await deploy('probe-b');
 
   // Generous: the first fetch in a fresh VM also compiles Node's HTTP client, slow under emulation.
-  const reached = await call('probe-a', { url: `http://${outside.peer}:8080/hello`, timeout: 30_000 });
+  const reached = await call('probe-a', { url: `http://${outsidePeer}:8080/hello`, timeout: 30_000 });
   assert.deepEqual(reached, { ok: true, body: 'outside:/hello' });
 
   // probe-b's HTTP client is warm after this, so a timeout below means dropped, not slow.
-  assert.equal((await call('probe-b', { url: `http://${outside.peer}:8080/`, timeout: 30_000 })).ok, true);
+  assert.equal((await call('probe-b', { url: `http://${outsidePeer}:8080/`, timeout: 30_000 })).ok, true);
   const apiPort = new URL(fnvm.url).port;
   const hostPort = (hostServer.address() as AddressInfo).port;
   const unreachable: Array<[string, string]> = [
     [`http://10.0.2.2:${apiPort}/v1/health`, 'ECONNREFUSED'], // the user-mode network's "host" is the sandbox's loopback
     [`http://10.0.2.2:${hostPort}/`, 'ECONNREFUSED'],
     [`http://${sandbox.hostAddress}:${hostPort}/`, 'TimeoutError'], // the host's end of the sandbox link: dropped
-    [`http://${outside.host}:${hostPort}/`, 'TimeoutError'], // another host address: dropped
+    [`http://${outsideHost}:${hostPort}/`, 'TimeoutError'], // another host address: dropped
   ];
   for (const [url, expected] of unreachable) {
     const result = await call('probe-b', { url });

@@ -2,12 +2,13 @@
 // lost, cut-off deploys resume, no QEMU or socket of the dead server remains. Plus graceful SIGTERM.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { repoRoot } from '../src/paths.js';
+import { processesUsing } from '../src/vm/orphans.js';
 import { processExists } from './support/vm-env.js';
 
 interface Child {
@@ -76,17 +77,6 @@ const ready = (base: string, id: string) =>
     const { body } = await api(base, `/v1/functions/${id}`);
     return ['ready', 'error'].includes(body.item.state) ? body.item : undefined;
   });
-
-/** PIDs of processes using the dead server's per-VM directory (i.e. its QEMUs). */
-function processesUsing(dir: string): number[] {
-  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir);
-    } catch {
-      return false;
-    }
-  }).map(Number);
-}
 
 test('kill -9 during invoke traffic and a deploy loses nothing acknowledged and leaves no VM behind', async () => {
   const first = await startServer();

@@ -14,7 +14,7 @@ function cmdline(pid: string): string {
 }
 
 /** PIDs of processes whose command line mentions `path`. */
-function processesUsing(path: string): number[] {
+export function processesUsing(path: string): number[] {
   return readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry) && cmdline(entry).includes(path))
     .map(Number);

@@ -5,7 +5,7 @@
 // itself. Every VM has its own user-mode network, so VMs cannot address each other at all.
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { run } from '../images/exec.js';
+import { run } from '../exec.js';
 
 export const sandbox = {
   netns: 'fnvm-sandbox',
@@ -41,6 +41,27 @@ async function ip(...args: string[]): Promise<void> {
   await run('ip', args);
 }
 
+export interface LinkedNamespace {
+  netns: string;
+  hostVeth: string;
+  nsVeth: string;
+  hostAddress: string;
+  nsAddress: string;
+}
+
+/** A network namespace joined to the host by a veth pair (/30), routing everything through the host. */
+export async function createLinkedNamespace(link: LinkedNamespace): Promise<void> {
+  if (!existsSync(`/run/netns/${link.netns}`)) await ip('netns', 'add', link.netns);
+  await ip('link', 'add', link.hostVeth, 'type', 'veth', 'peer', 'name', link.nsVeth, 'netns', link.netns);
+  await ip('addr', 'add', `${link.hostAddress}/30`, 'dev', link.hostVeth);
+  await ip('link', 'set', link.hostVeth, 'up');
+  const inNs = ['netns', 'exec', link.netns, 'ip'];
+  await ip(...inNs, 'addr', 'add', `${link.nsAddress}/30`, 'dev', link.nsVeth);
+  await ip(...inNs, 'link', 'set', link.nsVeth, 'up');
+  await ip(...inNs, 'link', 'set', 'lo', 'up');
+  await ip(...inNs, 'route', 'add', 'default', 'via', link.hostAddress);
+}
+
 /**
  * Creates the sandbox namespace, veth and firewall if missing (idempotent; shared by every fnvm process on
  * the host). Returns null when it cannot (not root, no nft): the caller then runs VMs without it and says so.
@@ -51,18 +72,8 @@ export async function ensureSandboxNetwork(log: (message: string) => void): Prom
     return null;
   }
   try {
-    if (!existsSync(sandboxNetnsPath)) await ip('netns', 'add', sandbox.netns);
     const links = (await run('ip', ['-o', 'link', 'show'])).toString();
-    if (!links.includes(`${sandbox.hostVeth}@`)) {
-      await ip('link', 'add', sandbox.hostVeth, 'type', 'veth', 'peer', 'name', sandbox.nsVeth, 'netns', sandbox.netns);
-      await ip('addr', 'add', `${sandbox.hostAddress}/30`, 'dev', sandbox.hostVeth);
-      await ip('link', 'set', sandbox.hostVeth, 'up');
-      const inNs = ['netns', 'exec', sandbox.netns, 'ip'];
-      await ip(...inNs, 'addr', 'add', `${sandbox.nsAddress}/30`, 'dev', sandbox.nsVeth);
-      await ip(...inNs, 'link', 'set', sandbox.nsVeth, 'up');
-      await ip(...inNs, 'link', 'set', 'lo', 'up');
-      await ip(...inNs, 'route', 'add', 'default', 'via', sandbox.hostAddress);
-    }
+    if (!links.includes(`${sandbox.hostVeth}@`)) await createLinkedNamespace(sandbox);
     await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
     await run('nft', ['-f', '-'], { input: Buffer.from(ruleset) });
     return sandboxNetnsPath;
