@@ -7,10 +7,17 @@ import { startLocalAgent } from '../src/guest/local-agent.js';
 import type { GuestChannel } from '../src/guest/channel.js';
 import { identityHandler } from '../src/guest/warmup.js';
 import { createQemuDriver } from '../src/vm/driver.js';
+import { bestWallSample, offsetOf } from '../src/vm/guest-clock.js';
 import { ms, percentile, row, timeEach } from './stats.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const trips = Number(process.env.BENCH_TRIPS ?? 2000);
+const clockSeconds = Number(process.env.BENCH_CLOCK_SECONDS ?? 60);
+
+/** Guest wall clock minus the host's, from the best of a few pings. */
+async function clockOffset(channel: GuestChannel): Promise<number> {
+  return offsetOf(await bestWallSample(channel, 8, 5000));
+}
 
 async function roundTrips(channel: GuestChannel): Promise<number[]> {
   const invoke = () => channel.request('invoke', { request_id: 'b', event: { n: 1 }, timeout_ms: 5000 });
@@ -31,6 +38,7 @@ async function main(): Promise<void> {
       const restores: number[] = [];
       let bytes = 0;
       let inVm: number[] = [];
+      let clock = { afterRestore: NaN, later: NaN, renew: NaN };
       for (let i = 0; i < runs; i++) {
         let start = performance.now();
         const vm = await driver.boot(spec);
@@ -45,7 +53,15 @@ async function main(): Promise<void> {
         const restored = await driver.restore(snapshot);
         await restored.channel.request('invoke', { request_id: 'r', event: {}, timeout_ms: 5000 });
         restores.push(performance.now() - start);
-        if (i === 0) inVm = await roundTrips(restored.channel); // restored VMs are the ones that serve
+        if (i === 0) {
+          const afterRestore = await clockOffset(restored.channel);
+          inVm = await roundTrips(restored.channel); // restored VMs are the ones that serve
+          const renew = await timeEach(20, () => restored.channel.request('renew', { seed: 'ab'.repeat(32), time_ms: Date.now() }));
+          await restored.syncClock(); // the renews set the clock coarsely: start the drift measurement exact
+          const before = await clockOffset(restored.channel);
+          await new Promise((resolve) => setTimeout(resolve, clockSeconds * 1000)); // no watchdog: nothing corrects it
+          clock = { afterRestore, later: (await clockOffset(restored.channel)) - before, renew: percentile(renew, 50) };
+        }
         await restored.stop();
       }
       const local = startLocalAgent(runtime);
@@ -60,6 +76,9 @@ async function main(): Promise<void> {
       row(`[${runtime}] VM round trip p50 / p99`, `${ms(p50)} / ${ms(percentile(inVm, 99))}`);
       row(`[${runtime}] local-process round trip p50 / p99`, `${ms(floorP50)} / ${ms(percentile(floor, 99))}`);
       row(`[${runtime}] VM / local p50 ratio`, `${(p50 / floorP50).toFixed(2)}x`);
+      row(`[${runtime}] guest clock offset right after restore`, ms(clock.afterRestore));
+      row(`[${runtime}] guest clock drift over ${clockSeconds} s, uncorrected`, `${ms(clock.later)} (${((clock.later / (clockSeconds * 1000)) * 1e6).toFixed(0)} ppm)`);
+      row(`[${runtime}] renew (set clock, reseed) round trip p50`, ms(clock.renew));
     }
   } finally {
     rmSync(runRoot, { recursive: true, force: true });

@@ -36,6 +36,8 @@ if [ -n "$net" ]; then
   $B ip route add default via "${net#*,}"
 fi
 
+# Functions run in UTC (the root has no zoneinfo; TZ makes it explicit for every runtime and subprocess).
+export TZ=UTC
 case "$runtime" in
   node) exec $B switch_root /newroot /usr/bin/node /opt/fnvm/agent.mjs --port fnvm.0 ;;
   python) exec $B switch_root /newroot /usr/bin/python3.11 -u -S /opt/fnvm/agent.py --port fnvm.0 ;;

@@ -36,7 +36,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
   const runRoot = runDirFor(tmpdir());
   mkdirSync(runRoot, { recursive: true });
   const netns = config.network === 'outbound' ? await ensureSandboxNetwork(log) : null;
-  const driver = await createQemuDriver({ images, runRoot, cacheDir: config.cacheDir, netns });
+  const driver = await createQemuDriver({ images, runRoot, cacheDir: config.cacheDir, netns, log });
   log(`accelerator: ${driver.accel} (${driver.accelReason})`);
   const warm = (['node', 'python'] as const).map((runtime) => ({
     spec: { runtime, vcpu: 1, memoryMb: 256, network: config.network },

@@ -5,6 +5,8 @@ const needs: Array<{ command: string; pkg: string }> = [
   { command: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
   { command: 'mkfs.ext4', pkg: 'e2fsprogs' },
   { command: 'cpio', pkg: 'cpio' },
+  { command: 'gcc', pkg: 'gcc' }, // the Node agent's native helper (guest/node/fnvm_sys.c)
+  { command: 'gcc', pkg: 'libc6-dev' },
   { command: 'setpriv', pkg: 'util-linux' },
   { command: 'nsenter', pkg: 'util-linux' },
   { command: 'ip', pkg: 'iproute2' },

@@ -77,9 +77,26 @@ async function rejectsWith(promise: Promise<unknown>, type: string): Promise<Gue
 describe('node agent: a fresh agent', () => {
   const agent = sharedAgent();
 
-  test('ping describes the runtime', async () => {
-    const ping = await agent().channel.request('ping', {}, REQUEST_TIMEOUT_MS);
-    assert.deepEqual(ping, { runtime: 'node', runtime_version: process.version, agent_version: 1, loaded_version: null });
+  test('ping describes the runtime and reads its clocks', async () => {
+    const sent = Date.now();
+    const { time_ms, monotonic_ms, ...ping } = await agent().channel.request('ping', {}, REQUEST_TIMEOUT_MS);
+    assert.deepEqual(ping, { runtime: 'node', runtime_version: process.version, agent_version: 2, loaded_version: null });
+    assert.ok(time_ms >= sent && time_ms <= Date.now(), 'time_ms is the wall clock when it answered');
+    assert.ok(monotonic_ms > 0 && monotonic_ms < performance.now() + 60_000, 'monotonic_ms is the agent process clock');
+  });
+
+  test('as a local process, renew and clock leave the host clock alone; bad arguments are a ProtocolError', async () => {
+    const { channel } = agent();
+    const yearAgo = Date.now() - 365 * 86_400_000;
+    const renewed = await channel.request('renew', { seed: newSeed(), time_ms: yearAgo }, REQUEST_TIMEOUT_MS);
+    assert.equal(renewed.system, false);
+    assert.ok(Math.abs(renewed.time_ms - Date.now()) < 5000, 'the host clock was not set a year back');
+    const stepped = await channel.request('clock', { adjust_ms: -86_400_000 }, REQUEST_TIMEOUT_MS);
+    assert.equal(stepped.system, false);
+    assert.ok(Math.abs(Date.now() - stepped.time_ms) < 5000);
+    await rejectsWith(channel.request('renew', { seed: 'nope', time_ms: yearAgo }, REQUEST_TIMEOUT_MS), 'ProtocolError');
+    await rejectsWith(channel.request('renew', { seed: newSeed(), time_ms: -1 }, REQUEST_TIMEOUT_MS), 'ProtocolError');
+    await rejectsWith(channel.request('clock', { adjust_ms: Number.NaN }, REQUEST_TIMEOUT_MS), 'ProtocolError');
   });
 
   test('invoke before any load fails with NotLoaded', async () => {

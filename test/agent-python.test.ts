@@ -84,7 +84,9 @@ describe('python agent', { timeout: 30_000 }, () => {
       const ping = await agent.channel.request('ping', {}, REPLY_MS);
       assert.equal(ping.runtime, 'python');
       assert.match(ping.runtime_version, /^3\.\d+\.\d+/);
-      assert.equal(ping.agent_version, 1);
+      assert.equal(ping.agent_version, 2);
+      assert.ok(Math.abs(ping.time_ms - Date.now()) < 5000, 'time_ms is the wall clock');
+      assert.ok(ping.monotonic_ms > 0);
       assert.equal(ping.loaded_version, null);
       const error = await requestError(invoke(agent, {}));
       assert.equal(error.info.type, 'NotLoaded');

@@ -15,7 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import util from 'node:util';
 import vm from 'node:vm';
 
-const AGENT_VERSION = 1;
+const AGENT_VERSION = 2;
 const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 const MAX_LOG_BYTES = 1024 * 1024;
 const PORT_WAIT_MS = 10_000;
@@ -279,20 +279,26 @@ function describeValue(value) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Per-load randomness. Every VM is a clone of one snapshot taken after this agent started, so all clones
-// begin with the same V8 Math.random state, the same OpenSSL DRBG state (randomBytes, randomUUID with Node's
-// cache of 128 UUIDs' worth of bytes, randomInt with its 6 KiB cache) and the same kernel CRNG: two functions
-// would draw the same "random" values. Each load brings a fresh host `seed` (PROTOCOL.md). Node can neither
-// reseed OpenSSL nor issue the kernel's reseed ioctl, so the JS-visible random APIs are wrapped once, at
-// startup, and each seeded load only re-keys them:
-// - crypto byte APIs return OpenSSL's bytes XOR an AES-256-CTR keystream keyed from the seed. A XOR of two
-//   independent streams is as random as the better one, and it differs between clones because the keys do.
-//   (A cipher draws nothing from the DRBG.)
-// - randomUUID builds v4 UUIDs from such bytes; randomInt shifts Node's result by a keystream-drawn offset
-//   (mod the range: still uniform) so Node keeps validating its own arguments.
-// - Math.random becomes xoshiro128** seeded from the keystream (53-bit doubles, as fast as V8's own).
-// Still shared between clones (native code that draws from OpenSSL directly): key generation, signatures,
-// crypto.subtle, TLS handshakes; and worker threads, which get their own unwrapped crypto and Math.
+// Randomness of clones. Every VM is a clone of one snapshot taken after this agent started, so all clones
+// begin with the same kernel CRNG, the same OpenSSL DRBGs, the same V8 Math.random state and the same Node
+// caches of random bytes (randomUUID's pool of 128 UUIDs' worth, randomInt's 6 KiB). The host therefore sends
+// a fresh `seed` in `renew` (right after every restore, before the VM is used) and in every load (PROTOCOL.md):
+// - the native helper mixes it into the kernel pool and makes the kernel CRNG reseed at once (RNDRESEEDCRNG),
+//   then gives it to OpenSSL (RAND_add), whose primary DRBG reseeds from the new CRNG with the seed as
+//   additional input; every child DRBG (main thread, libuv pool, workers) reseeds before its next output, so
+//   key generation, signatures, ECDH, crypto.subtle and TLS diverge between clones;
+// - the JS random APIs are wrapped once, at startup, and re-keyed here, because Node's caches of random bytes
+//   and V8's Math.random state live in the JS heap, which no reseed reaches:
+//   crypto byte APIs return OpenSSL's bytes XOR an AES-256-CTR keystream keyed from the seed (a XOR of two
+//   independent streams is as random as the better one); randomUUID builds v4 UUIDs from such bytes;
+//   randomInt shifts Node's result by a keystream-drawn offset (mod the range: still uniform) so Node keeps
+//   validating its own arguments; Math.random becomes xoshiro128** seeded from the keystream.
+// Worker threads are not wrapped: they start after the restore, and V8 seeds their Math.random from the
+// (reseeded) OpenSSL.
+
+// The native helper (fnvm_sys.c), built into the VM image only: in the VM the agent owns the guest's clock
+// and kernel CRNG; as a plain local process it must never touch the host's.
+let system = null;
 
 const webcrypto = crypto.webcrypto; // === globalThis.crypto
 const cryptoPrototype = Object.getPrototypeOf(webcrypto);
@@ -479,15 +485,11 @@ function rekeyRandom(seed) {
   mathCacheLeft = 0;
 }
 
-/** At a seeded load, before the code runs. */
+/** At `renew` and at a seeded load, before any user code runs. */
 function applySeed(seedHex) {
   const seed = Buffer.from(seedHex, 'hex');
-  try {
-    fs.writeFileSync('/dev/urandom', seed); // mixed into the kernel pool (used at its next reseed)
-  } catch {
-    // not allowed, or no such device: the wrappers below are what matters
-  }
-  rekeyRandom(seed);
+  system?.reseed(seed); // the kernel CRNG and OpenSSL's DRBGs (PROTOCOL.md, "Randomness")
+  rekeyRandom(seed); // after it: the new keys are drawn from the reseeded OpenSSL
 }
 
 const isSeed = (value) => typeof value === 'string' && /^[0-9a-fA-F]{64}$/.test(value);
@@ -684,9 +686,13 @@ const requests = {
     runtime_version: process.version,
     agent_version: AGENT_VERSION,
     loaded_version: current?.version ?? null,
+    time_ms: Date.now(),
+    monotonic_ms: performance.now(),
   }),
   stats: () => ({ inflight, loaded_version: current?.version ?? null, memory_rss: process.memoryUsage.rss() }),
   settle,
+  renew,
+  clock,
   load: (request) => {
     const result = loadQueue.then(() => load(request));
     loadQueue = result.catch(() => {});
@@ -704,6 +710,30 @@ function settle() {
     return { dropped_caches: false }; // not in a VM, or not allowed
   }
 }
+
+/** A clone that was just restored (or a VM just booted): the host's time and fresh random state, at once. */
+function renew(request) {
+  const { seed, time_ms: timeMs } = request;
+  if (!isSeed(seed) || !isEpochMs(timeMs)) {
+    throw agentError('ProtocolError', 'renew needs seed (64 hex chars) and time_ms (ms since the epoch)');
+  }
+  system?.setClock(timeMs); // first: the reseed, and everything after it, already see the right time
+  applySeed(seed);
+  return { time_ms: Date.now(), system: system !== null };
+}
+
+/** Steps the clock by the host's measured correction; relative, so the time the frame spent in transit is moot. */
+function clock(request) {
+  const { adjust_ms: adjustMs } = request;
+  if (typeof adjustMs !== 'number' || !Number.isFinite(adjustMs) || Math.abs(adjustMs) > MAX_CLOCK_STEP_MS) {
+    throw agentError('ProtocolError', `clock needs adjust_ms, a number of at most ${MAX_CLOCK_STEP_MS} in size`);
+  }
+  system?.stepClock(adjustMs);
+  return { time_ms: Date.now(), system: system !== null };
+}
+
+const MAX_CLOCK_STEP_MS = 1e12;
+const isEpochMs = (value) => typeof value === 'number' && Number.isFinite(value) && value > 0 && value < 1e15;
 
 async function load(request) {
   const { code, handler, version, env = {}, seed = null } = request;
@@ -840,6 +870,14 @@ function encodeReply(reply) {
 // ---------------------------------------------------------------------------------------------------------
 // Startup.
 
+function loadSystemHelper() {
+  try {
+    return createRequire(import.meta.url)('./fnvm_sys.node');
+  } catch (error) {
+    fatal(`cannot load the native helper (clock, reseeding): ${error.message}`); // a VM without it is unsafe to clone
+  }
+}
+
 function parseArgs(args) {
   if (args.length === 0) return null;
   if (args.length === 2 && args[0] === '--port' && args[1]) return args[1];
@@ -849,6 +887,7 @@ function parseArgs(args) {
 
 async function main() {
   const portName = parseArgs(process.argv.slice(2));
+  if (portName !== null) system = loadSystemHelper();
   patchOutput();
   installRandomWrappers();
   silenceLoaderWarning();

@@ -11,13 +11,15 @@ Standard library only (Debian 12's python3.11); heavy modules are imported on fi
 """
 import contextvars
 import json
+import math
 import re
 import os
 import sys
 import threading
 import time
 
-AGENT_VERSION = 1
+AGENT_VERSION = 2
+MAX_CLOCK_STEP_MS = 1e12
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 LOG_LIMIT_BYTES = 1024 * 1024
 TRUNCATED_LINE = '[logs truncated]'
@@ -364,16 +366,17 @@ def remember_source(code):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Per-load randomness. Every VM is a clone of one snapshot taken after the agent started, so all clones begin
-# with the same kernel CRNG (os.urandom, uuid.uuid4, secrets, random.SystemRandom) and the same `random` module
-# state: two functions would draw the same "random" values. Each load brings a fresh host `seed`
-# (PROTOCOL.md), applied before the user's top-level code runs:
-# - written to /dev/urandom (mixed into the kernel's input pool), then RNDRESEEDCRNG makes the kernel CRNG
-#   reseed from that pool now rather than at its next scheduled reseed (up to a minute away): everything
-#   drawing on the kernel diverges at once, including OpenSSL when it seeds later. The ioctl needs
-#   CAP_SYS_ADMIN: the agent is PID 1, root, in the VM; a plain local process may be refused (ignored).
+# Randomness of clones. Every VM is a clone of one snapshot taken after the agent started, so all clones begin
+# with the same kernel CRNG (os.urandom, os.getrandom, uuid.uuid4, secrets, random.SystemRandom, and OpenSSL,
+# which seeds from it) and the same `random` module state. The host sends a fresh `seed` in `renew` (right after
+# every restore, before the VM is used) and in every load (PROTOCOL.md), applied before any user code runs:
+# - in the VM: written to /dev/urandom (mixed into the kernel's input pool), then RNDRESEEDCRNG makes the kernel
+#   CRNG reseed from that pool now rather than at its next scheduled reseed (up to a minute away); the agent is
+#   PID 1 and root there. A failure fails the request: the host then discards the VM.
 # - the module-level `random` instance (random.random, randint, choice, shuffle, uuid1's clock_seq...) is
-#   reseeded from the seed plus os.urandom, so it differs per load even where the ioctl was refused.
+#   reseeded from the seed plus os.urandom.
+# - OpenSSL (ssl.RAND_bytes, TLS) seeds itself from the kernel on first use, which comes after the restore
+#   unless the snapshot already held an initialised `_ssl`: then it also gets the seed (RAND_add).
 # Still shared: str/bytes hash randomisation (fixed when the interpreter started).
 
 RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07), linux/random.h
@@ -383,30 +386,31 @@ def is_seed(value):
     return isinstance(value, str) and len(value) == 64 and all(c in '0123456789abcdefABCDEF' for c in value)
 
 
-def apply_seed(seed_hex):
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_epoch_ms(value):
+    return is_number(value) and 0 < value < 1e15
+
+
+def apply_seed(seed_hex, owns_system):
     seed = bytes.fromhex(seed_hex)
-    try:
-        fd = os.open('/dev/urandom', os.O_WRONLY)
-    except OSError:
-        fd = None  # not in a VM, or no such device: reseeding `random` below still happens
-    if fd is not None:
+    if owns_system:  # in the VM: a failure here leaves the clone predictable, so it fails the request
         import fcntl
 
+        fd = os.open('/dev/urandom', os.O_WRONLY)
         try:
             os.write(fd, seed)
-        except OSError:
-            pass
-        try:
             fcntl.ioctl(fd, RNDRESEEDCRNG)  # after the write, so the new CRNG key depends on the seed
-        except OSError:
-            pass  # EPERM without CAP_SYS_ADMIN: the kernel reseeds on its own schedule
-        os.close(fd)
+        finally:
+            os.close(fd)
     import random
 
     random.seed(int.from_bytes(seed + os.urandom(16), 'big'))
-    ssl = sys.modules.get('ssl')
-    if ssl is not None:
-        ssl.RAND_add(seed, 0.0)  # only if imported (and so possibly seeded) before the snapshot: cheap insurance
+    _ssl = sys.modules.get('_ssl')
+    if _ssl is not None:
+        _ssl.RAND_add(seed, 0.0)  # reseeds OpenSSL's primary DRBG with the seed as additional input
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -548,6 +552,8 @@ class EventLoop:
 class Agent:
     def __init__(self, transport):
         self.transport = transport
+        # In the VM the agent owns the guest's clock and kernel CRNG; as a local process, never the host's.
+        self.owns_system = transport.reconnects
         self.loaded = None  # a Loaded; replaced by one assignment, read once per invocation
         self.environment = Environment()
         self._inflight = 0
@@ -612,6 +618,8 @@ class Agent:
                 'ping': self.on_ping,
                 'stats': self.on_stats,
                 'settle': self.on_settle,
+                'renew': self.on_renew,
+                'clock': self.on_clock,
                 'load': self.on_load,
                 'invoke': self.on_invoke,
             }.get(message.get('type'))
@@ -649,7 +657,29 @@ class Agent:
             'runtime_version': self._python_version,
             'agent_version': AGENT_VERSION,
             'loaded_version': loaded.version if loaded else None,
+            'time_ms': time.time() * 1000.0,
+            'monotonic_ms': time.monotonic() * 1000.0,
         })
+
+    def on_renew(self, request_id, message):
+        # A clone that was just restored (or a VM just booted): the host's time and fresh random state, at once.
+        seed, time_ms = message.get('seed'), message.get('time_ms')
+        if not is_seed(seed) or not is_epoch_ms(time_ms):
+            raise RequestError('ProtocolError', 'renew needs seed (64 hex chars) and time_ms (ms since the epoch)')
+        if self.owns_system:
+            time.clock_settime(time.CLOCK_REALTIME, time_ms / 1000.0)  # first: the reseed already sees it
+        apply_seed(seed, self.owns_system)
+        self.send_ok(request_id, {'time_ms': time.time() * 1000.0, 'system': self.owns_system})
+
+    def on_clock(self, request_id, message):
+        # Steps the clock by the host's measured correction: relative, so the frame's transit time is moot.
+        adjust_ms = message.get('adjust_ms')
+        if not is_number(adjust_ms) or abs(adjust_ms) > MAX_CLOCK_STEP_MS:
+            raise RequestError('ProtocolError', f'clock needs adjust_ms, a number of at most {MAX_CLOCK_STEP_MS:g}')
+        if self.owns_system:
+            now = time.clock_gettime(time.CLOCK_REALTIME)
+            time.clock_settime(time.CLOCK_REALTIME, now + adjust_ms / 1000.0)
+        self.send_ok(request_id, {'time_ms': time.time() * 1000.0, 'system': self.owns_system})
 
     def on_settle(self, request_id, _message):
         # Before a snapshot: drop the guest page cache so (with init_on_free) the snapshot skips those pages.
@@ -699,7 +729,7 @@ class Agent:
             started = time.perf_counter()
             try:
                 if seed is not None:
-                    apply_seed(seed)  # first of all: even the top-level code must see this load's randomness
+                    apply_seed(seed, self.owns_system)  # first of all: even the top-level code must see this load's randomness
                 self.load(code, spec, env, version, logs)
             except RequestError as exc:
                 logs.close()

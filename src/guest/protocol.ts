@@ -12,6 +12,32 @@ export interface PingResult {
   runtime_version: string;
   agent_version: number;
   loaded_version: number | null;
+  /** The guest's wall clock (CLOCK_REALTIME) and CLOCK_MONOTONIC as the agent answered, in ms. */
+  time_ms: number;
+  monotonic_ms: number;
+}
+
+/**
+ * Sent to a VM that was just restored from a snapshot (or booted, or resumed): it takes the host's time and
+ * makes its random state its own before anything else runs in it (guest/PROTOCOL.md, "Clones").
+ */
+export interface RenewRequest {
+  /** 64 hex characters: 32 fresh random bytes from the host. */
+  seed: string;
+  /** The host's wall clock when it sent the request, in ms since the epoch. */
+  time_ms: number;
+}
+
+/** Steps the guest's wall clock by a correction the host measured (relative: transit time does not matter). */
+export interface ClockRequest {
+  adjust_ms: number;
+}
+
+export interface ClockResult {
+  /** The guest's wall clock after the change. */
+  time_ms: number;
+  /** False for an agent running as a plain local process, which leaves the host's clock and kernel alone. */
+  system: boolean;
 }
 
 export interface LoadRequest {
@@ -60,6 +86,8 @@ export interface RequestMap {
   invoke: { params: InvokeRequest; result: InvokeResult };
   stats: { params: Record<string, never>; result: StatsResult };
   settle: { params: Record<string, never>; result: { dropped_caches: boolean } };
+  renew: { params: RenewRequest; result: ClockResult };
+  clock: { params: ClockRequest; result: ClockResult };
 }
 
 export type RequestType = keyof RequestMap;

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { guestDir } from '../paths.js';
@@ -198,6 +199,8 @@ async function buildRootfs(
   await mkdir(join(root, 'opt', 'fnvm'), { recursive: true });
   await cp(join(guestDir, 'node', 'agent.mjs'), join(root, 'opt', 'fnvm', 'agent.mjs'));
   await cp(join(guestDir, 'python', 'agent.py'), join(root, 'opt', 'fnvm', 'agent.py'));
+  progress("compiling the Node agent's native helper");
+  await buildNodeHelper(join(root, 'opt', 'fnvm', 'fnvm_sys.node'));
   await writeEtc(root);
   for (const d of ['tmp', 'proc', 'sys', 'dev', 'root']) await mkdir(join(root, d), { recursive: true });
   const sizeMiB = Math.ceil((await duBytes(root)) / 2 ** 20) + recipe.rootfsSlackMiB;
@@ -221,6 +224,12 @@ async function installNode(root: string, work: string): Promise<string> {
   await mkdir(join(root, 'usr', 'bin'), { recursive: true });
   await cp(join(unpacked, 'package', 'bin', 'node'), join(root, 'usr', 'bin', 'node'));
   return recipe.nodePackage.split('@')[1] ?? 'unknown';
+}
+
+/** The Node-API addon with which the Node agent steps the clock and reseeds (guest/node/fnvm_sys.c). */
+async function buildNodeHelper(out: string): Promise<void> {
+  const headers = (createRequire(import.meta.url)('node-api-headers') as { include_dir: string }).include_dir;
+  await run('gcc', ['-O2', '-Wall', '-Werror', '-shared', '-fPIC', '-I', headers, '-o', out, join(guestDir, 'node', 'fnvm_sys.c')]);
 }
 
 async function writeEtc(root: string): Promise<void> {

@@ -15,10 +15,10 @@ export const recipe = {
     'libpython3.11-stdlib',
   ],
   /** Files from this repository copied into the images (paths relative to guest/). */
-  guestFiles: { initramfs: ['init.sh'], rootfs: ['node/agent.mjs', 'python/agent.py'] },
+  guestFiles: { initramfs: ['init.sh'], rootfs: ['node/agent.mjs', 'node/fnvm_sys.c', 'python/agent.py'] },
   /** Free space left in the read-only root image, in MiB (ext4 metadata and slack). */
   rootfsSlackMiB: 64,
 } as const;
 
 /** Bump when the build steps themselves change in a way the data above does not show. */
-export const builderVersion = 1;
+export const builderVersion = 2;

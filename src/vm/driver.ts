@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import type { GuestChannel } from '../guest/channel.js';
 import type { GuestImages } from '../images/build.js';
 import { chooseAccelerator } from './accel.js';
+import { loadTscSetting, measureClockRate, saveTscSetting, type TscSetting } from './guest-clock.js';
+import { kernelCmdline as qemuKernelCmdline } from './qemu-args.js';
 import { QemuVm, type Snapshot, type VmState } from './qemu-vm.js';
 import { checkSpec, type Accelerator, type VmSpec } from './spec.js';
 
@@ -18,7 +20,10 @@ export interface Vm {
   resume(): Promise<void>;
   stop(): Promise<void>;
   onFailure(listener: (reason: string) => void): void;
+  /** Pings the guest now and then; a hung idle guest fails the VM, and every answer keeps its clock right. */
   startWatchdog(intervalMs: number, timeoutMs: number): void;
+  /** Corrects the guest's wall clock now (a VM renews it itself after a boot, restore or resume). */
+  syncClock(): Promise<void>;
   consoleTail(bytes?: number): string;
 }
 
@@ -30,6 +35,8 @@ export interface VmDriver {
   readonly networkIsolation: boolean;
   boot(spec: VmSpec): Promise<Vm>;
   restore(snapshot: Snapshot): Promise<Vm>;
+  /** The kernel command line a VM of `spec` boots with now: a snapshot taken with another one is stale. */
+  kernelCmdline(spec: VmSpec): string;
 }
 
 export interface QemuDriverOptions {
@@ -40,19 +47,55 @@ export interface QemuDriverOptions {
   readyTimeoutMs?: number;
   /** Network namespace for outbound VMs; null runs them in the host's (no isolation from host services). */
   netns?: string | null;
+  log?: (message: string) => void;
 }
+
+/** How long a guest's clock rate is measured against the host's before the TSC setting is trusted. */
+const clockCheckMs = 8000;
+/** A guest clock this far off (as a fraction) is re-measured with a corrected TSC setting: 0.1% is the promise. */
+const clockRateTolerance = 2e-4;
 
 export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDriver> {
   const { images, runRoot, readyTimeoutMs, netns } = options;
-  const boot = { kernel: images.kernel, initramfs: images.initramfs, rootfs: images.rootfs };
-  const { accel, reason } = await chooseAccelerator(boot, join(options.cacheDir, 'accel-probe.json'));
+  const files = { kernel: images.kernel, initramfs: images.initramfs, rootfs: images.rootfs };
+  const { accel, reason } = await chooseAccelerator(files, join(options.cacheDir, 'accel-probe.json'));
+  // Under KVM the guest's kvm-clock knows the TSC rate; under TCG the kernel is told it.
+  const tscFile = join(options.cacheDir, 'guest-tsc.json');
+  const tsc: TscSetting | null = accel === 'tcg' ? loadTscSetting(tscFile) : null;
+  const kernelCmdline = (spec: VmSpec) => qemuKernelCmdline(spec, tsc?.khz ?? null);
+  const log = options.log ?? (() => {});
+
+  /** Boots; the first boot on a host also measures the guest's clock rate, and reboots until it is right. */
+  async function boot(spec: VmSpec): Promise<QemuVm> {
+    for (let attempt = 1; ; attempt++) {
+      const vm = await QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec) });
+      if (!tsc || tsc.verified) return vm;
+      const { ratio, uncertainty } = await measureClockRate(vm.channel, clockCheckMs).catch(async (error: unknown) => {
+        await vm.stop();
+        throw error;
+      });
+      const off = Math.abs(ratio - 1);
+      log(`guest clock rate with tsc_early_khz=${tsc.khz}: ${ratio.toFixed(6)} of the host's (±${uncertainty.toExponential(1)})`);
+      if (off <= clockRateTolerance || attempt === 3) {
+        if (off > clockRateTolerance) log(`guest clock still ${(off * 100).toFixed(3)}% off after ${attempt} measurements`);
+        tsc.verified = off <= clockRateTolerance;
+        await saveTscSetting(tscFile, tsc);
+        return vm;
+      }
+      await vm.stop();
+      tsc.khz = Math.round(tsc.khz * ratio);
+      await saveTscSetting(tscFile, tsc);
+    }
+  }
+
   return {
     name: 'qemu-microvm',
     accel,
     accelReason: reason,
     networkIsolation: Boolean(netns),
-    boot: async (spec) => QemuVm.boot({ spec: checkSpec(spec), boot, accel, runRoot, readyTimeoutMs, netns }),
+    boot,
     restore: (snapshot) => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns }),
+    kernelCmdline,
   };
 }
 

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { warmUp } from '../guest/warmup.js';
 import type { Snapshot, Vm, VmDriver } from './driver.js';
-import { kernelCmdline } from './qemu-args.js';
 import { specKey, type VmSpec } from './spec.js';
 
 export type VmSource = 'warm' | 'restore' | 'boot';
@@ -41,7 +40,8 @@ export class VmPool {
     const idle = this.idle.get(specKey(spec)) ?? [];
     let vm: Vm | undefined;
     while ((vm = idle.shift())) {
-      if (vm.state === 'running') break;
+      // It may have waited long: its clock is checked (and corrected) before anything of the caller's runs.
+      if (vm.state === 'running' && (await vm.syncClock().then(() => true, () => false))) break;
       void vm.stop();
     }
     this.scheduleRefill(spec);
@@ -92,10 +92,10 @@ export class VmPool {
   private async loadOrCreateSnapshot(spec: VmSpec): Promise<Snapshot> {
     const metaPath = this.metaPath(spec);
     if (existsSync(metaPath)) {
-      const snapshot = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot & { cmdline?: string };
+      const snapshot = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot;
       const filesThere = existsSync(snapshot.path) && (!snapshot.ramPath || existsSync(snapshot.ramPath));
       // A snapshot holds a kernel that parsed its command line at boot: a changed one needs a new snapshot.
-      const sameKernelArgs = snapshot.cmdline === kernelCmdline(spec);
+      const sameKernelArgs = snapshot.cmdline === this.driver.kernelCmdline(spec);
       if (filesThere && sameKernelArgs && snapshot.accel === this.driver.accel) return snapshot;
     }
     await mkdir(this.options.snapshotDir, { recursive: true });
@@ -106,7 +106,7 @@ export class VmPool {
       // complete, and two processes building the same snapshot do not write into each other's files.
       const base = join(this.options.snapshotDir, `${specKey(spec)}-${randomUUID().slice(0, 8)}`);
       const partial = await vm.snapshot(`${base}.partial`);
-      const snapshot = { ...partial, path: `${base}.vmstate`, ramPath: partial.ramPath && `${base}.ram`, cmdline: kernelCmdline(spec) };
+      const snapshot = { ...partial, path: `${base}.vmstate`, ramPath: partial.ramPath && `${base}.ram` };
       await rename(partial.path, snapshot.path);
       if (partial.ramPath && snapshot.ramPath) await rename(partial.ramPath, snapshot.ramPath);
       await writeFile(`${base}.json`, JSON.stringify(snapshot));

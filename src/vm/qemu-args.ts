@@ -41,13 +41,18 @@ export function devicesFor(spec: VmSpec, boot: BootFiles, run: RunFiles): Device
   return devices;
 }
 
-export function kernelCmdline(spec: VmSpec): string {
+/** `tscKhz`: the guest TSC's frequency, which TCG guests cannot calibrate reliably (null under KVM). */
+export function kernelCmdline(spec: VmSpec, tscKhz: number | null): string {
   const args = [
     'console=ttyS0',
     'quiet',
     'panic=-1', // a dead agent (PID 1) panics the kernel, the guest reboots, and -no-reboot ends QEMU
     'reboot=t', // by triple fault: microvm has no keyboard controller, and the ACPI reset sometimes does nothing
-    'tsc_early_khz=2000000', // TCG: the fast PIT calibration fails ~1 boot in 3 and the guest hangs
+    // TCG: the fast PIT calibration fails ~1 boot in 3 and the guest hangs; and the guest reads the host's TSC,
+    // so the host's measured frequency is what keeps its clock right (guest-clock.ts). That TSC is the host's
+    // own invariant one: without tsc=reliable the clocksource watchdog, comparing it with jiffies that lag
+    // whenever the emulated vCPU is starved, marks it unstable and the guest falls back to a 4 ms, slow clock.
+    ...(tscKhz ? [`tsc_early_khz=${tscKhz}`, 'tsc=reliable'] : []),
     'init_on_free=1', // freed pages are zero, so snapshots skip them
     'mitigations=off',
     'random.trust_cpu=on',
@@ -107,9 +112,9 @@ function memoryArgs(memory: GuestMemory, memoryMb: number): string[] {
   ];
 }
 
-export function qemuArgs(spec: VmSpec, accel: Accelerator, boot: BootFiles, run: RunFiles): string[] {
+export function qemuArgs(spec: VmSpec, accel: Accelerator, boot: BootFiles, run: RunFiles, cmdline: string): string[] {
   const args = [
-    ...machineArgs(accel, spec, boot, kernelCmdline(spec), run.consoleLog),
+    ...machineArgs(accel, spec, boot, cmdline, run.consoleLog),
     ...memoryArgs(run.memory, spec.memoryMb),
     '-chardev', `socket,id=qmp,path=${run.qmpSocket}`, '-mon', 'chardev=qmp,mode=control',
   ];

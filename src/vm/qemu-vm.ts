@@ -1,13 +1,14 @@
 // One QEMU microvm process and its lifecycle: starting -> running -> paused -> stopped, or failed.
 // Every transition happens in this class; the QEMU process is tracked by PID and always reaped.
 import type { ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChannelTimeoutError, GuestChannel } from '../guest/channel.js';
 import type { PingResult } from '../guest/protocol.js';
 import { killTracked, spawnTracked } from './processes.js';
 import { diagnose } from './diagnose.js';
+import { bestWallSample, discipline, sampleWallClock } from './guest-clock.js';
 import { run } from '../exec.js';
 import { qemuArgs, type BootFiles, type GuestMemory, type RunFiles } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
@@ -20,6 +21,8 @@ export interface VmLaunch {
   spec: VmSpec;
   boot: BootFiles;
   accel: Accelerator;
+  /** The guest kernel's command line (see kernelCmdline). */
+  cmdline: string;
   /** Directory for this host's per-VM sockets and console logs. */
   runRoot: string;
   /** How long the guest agent may take to answer its first ping. */
@@ -36,6 +39,8 @@ export interface Snapshot {
   spec: VmSpec;
   accel: Accelerator;
   boot: BootFiles;
+  /** The command line the snapshotted kernel booted with: its settings (TSC rate...) live on in its RAM. */
+  cmdline: string;
   bytes: number;
 }
 
@@ -44,6 +49,8 @@ export class VmError extends Error {
 }
 
 const qemuBinary = 'qemu-system-x86_64';
+/** A watchdog ping to a guest busy with invocations only serves its clock: it may wait this long, no more. */
+const busyPingMs = 1000;
 
 export class QemuVm {
   readonly id = randomUUID();
@@ -51,6 +58,7 @@ export class QemuVm {
   private failureReason: string | null = null;
   private readonly failureListeners: Array<(reason: string) => void> = [];
   private watchdog: NodeJS.Timeout | undefined;
+  private checking = false;
   private exited: Promise<void>;
   channel!: GuestChannel;
   private qmp!: QmpClient;
@@ -94,8 +102,9 @@ export class QemuVm {
   }
 
   /** A new QEMU process resumed from a snapshot's memory and device state. */
-  static async restore(snapshot: Snapshot, launch: Omit<VmLaunch, 'spec' | 'boot' | 'accel'>): Promise<QemuVm> {
-    const full: VmLaunch = { ...launch, spec: snapshot.spec, boot: snapshot.boot, accel: snapshot.accel };
+  static async restore(snapshot: Snapshot, launch: Omit<VmLaunch, 'spec' | 'boot' | 'accel' | 'cmdline'>): Promise<QemuVm> {
+    const { spec, boot, accel, cmdline } = snapshot;
+    const full: VmLaunch = { ...launch, spec, boot, accel, cmdline };
     const { ramPath } = snapshot;
     const memory = (): GuestMemory => (ramPath ? { kind: 'private', path: ramPath } : { kind: 'anonymous' });
     const vm = await QemuVm.start(full, ['-incoming', 'defer'], memory);
@@ -128,7 +137,7 @@ export class QemuVm {
     const qmpListener = await UnixListener.listen(run.qmpSocket);
     const channelListener = await UnixListener.listen(run.channelSocket);
     const netns = launch.spec.network === 'outbound' ? (launch.netns ?? undefined) : undefined;
-    const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run), ...extraArgs], { netns });
+    const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run, launch.cmdline), ...extraArgs], { netns });
     const vm = new QemuVm(launch, child, run);
     try {
       const [qmpSocket, channelSocket] = await vm.unlessExited(Promise.all([qmpListener.connected, channelListener.connected]));
@@ -146,9 +155,11 @@ export class QemuVm {
     }
   }
 
+  /** Waits for the agent, then renews the guest: a VM is only handed out with its own clock and randomness. */
   private async becomeReady(): Promise<PingResult> {
     try {
       const pong = await this.unlessExited(this.channel.request('ping', {}, this.launch.readyTimeoutMs ?? 60_000));
+      await this.unlessExited(this.renew());
       this.stateValue = 'running';
       return pong;
     } catch (error) {
@@ -180,7 +191,8 @@ export class QemuVm {
     // The paused VM may resume and write to its file, so the snapshot gets a copy (holes stay holes).
     if (ramFile && ramPath) await run('cp', ['--sparse=always', '--reflink=auto', ramFile, ramPath]);
     const bytes = statSync(path).size + (ramPath ? statSync(ramPath).blocks * 512 : 0);
-    return { path, ramPath, spec: this.spec, accel: this.launch.accel, boot: this.launch.boot, bytes };
+    const { accel, boot, cmdline } = this.launch;
+    return { path, ramPath, spec: this.spec, accel, boot, cmdline, bytes };
   }
 
   private async setMigrationCapabilities(ignoreSharedRam: boolean): Promise<void> {
@@ -204,19 +216,50 @@ export class QemuVm {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
     }
+    await this.renew(); // its clock stood still while paused, and its clones now share its random state
     this.stateValue = 'running';
   }
 
-  /** Pings the guest every `intervalMs` while no request is in flight; no answer in `timeoutMs` fails the VM. */
+  /**
+   * Right after a boot, restore or resume, before anything else runs in the guest: the host's time, and a
+   * fresh seed for the kernel CRNG, OpenSSL and the runtime's generators (guest/PROTOCOL.md, "Clones").
+   */
+  private async renew(): Promise<void> {
+    const seed = randomBytes(32).toString('hex');
+    const renewed = await this.channel.request('renew', { seed, time_ms: Date.now() }, 10_000);
+    if (!renewed.system) throw new VmError('the guest agent did not take over its clock and random state');
+    await this.syncClock(); // corrects for the time the renew spent in transit
+  }
+
+  /** Measures the guest's wall clock against the host's and corrects it if it is off by more than a few ms. */
+  async syncClock(): Promise<void> {
+    await discipline(this.channel, await bestWallSample(this.channel, 8, 10_000));
+  }
+
+  /**
+   * Pings the guest every `intervalMs`: an idle guest that does not answer within `timeoutMs` has hung and
+   * fails the VM; every answer also keeps the guest's wall clock right.
+   */
   startWatchdog(intervalMs: number, timeoutMs: number): void {
     clearInterval(this.watchdog);
-    this.watchdog = setInterval(() => {
-      if (this.stateValue !== 'running' || this.channel.inflight > 0) return;
-      this.channel.request('ping', {}, timeoutMs).catch((error: unknown) => {
-        if (error instanceof ChannelTimeoutError) this.fail(`guest stopped answering: ${error.message}`);
-      });
-    }, intervalMs);
+    this.watchdog = setInterval(() => void this.checkOnGuest(timeoutMs), intervalMs);
     this.watchdog.unref();
+  }
+
+  private async checkOnGuest(timeoutMs: number): Promise<void> {
+    if (this.stateValue !== 'running' || this.checking) return; // one check at a time
+    this.checking = true;
+    // A guest busy with invocations may be slow to answer (a handler can block its event loop): that is the
+    // invocations' deadlines' business, not a hang.
+    const idle = this.channel.inflight === 0;
+    try {
+      await discipline(this.channel, await sampleWallClock(this.channel, idle ? timeoutMs : busyPingMs));
+    } catch (error) {
+      const stillIdle = this.channel.inflight === 0; // an invocation that began meanwhile may be what delays it
+      if (idle && stillIdle && error instanceof ChannelTimeoutError) this.fail(`guest stopped answering: ${error.message}`);
+    } finally {
+      this.checking = false;
+    }
   }
 
   /** Called once if QEMU exits or the guest channel breaks while the VM was not being stopped. */
