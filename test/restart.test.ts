@@ -1,54 +1,24 @@
 // kill -9 of the server under load and mid-deploy, then a restart on the same data: nothing acknowledged is
 // lost, cut-off deploys resume, no QEMU or socket of the dead server remains. Plus graceful SIGTERM.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { repoRoot } from '../src/paths.js';
 import { processesUsing } from '../src/vm/orphans.js';
+import { startCli, type CliServer } from './support/cli.js';
 import { processExists } from './support/vm-env.js';
 
-interface Child {
-  process: ChildProcess;
-  url: string;
-  exited: Promise<number | null>;
-}
-
 const dataDir = mkdtempSync(join(tmpdir(), 'fnvm-restart-'));
-const children: Child[] = [];
+const children: CliServer[] = [];
 
 after(() => {
   for (const child of children) if (child.process.exitCode === null) child.process.kill('SIGKILL');
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function startServer(): Promise<Child> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [join(repoRoot, 'dist/src/cli.js'), 'serve'], {
-    env: { ...process.env, FNVM_DATA_DIR: dataDir, FNVM_PORT: String(port), FNVM_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (chunk: Buffer) => {
-      log += chunk.toString();
-      if (log.includes('listening on')) resolve();
-    });
-    void exited.then(() => reject(new Error(`server exited early:\n${log}`)));
-  });
-  const started = { process: child, url: `http://127.0.0.1:${port}`, exited };
+async function startServer(): Promise<CliServer> {
+  const started = await startCli({ FNVM_DATA_DIR: dataDir });
   children.push(started);
   return started;
 }

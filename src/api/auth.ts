@@ -1,5 +1,5 @@
 // Optional bearer-token access control for the API (FNVM_API_TOKEN). The console's static files stay public;
-// EventSource cannot send headers, so event streams also accept ?access_token=.
+// EventSource cannot send headers, so event streams also accept ?access_token= (kept out of logs: redact.ts).
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 

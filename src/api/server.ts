@@ -1,11 +1,12 @@
 // The HTTP server: Fastify with CORS, body limits, error mapping, and the route plugins.
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { FunctionService } from '../functions/service.js';
 import { requireToken } from './auth.js';
 import { sendError } from './errors.js';
 import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
+import { redactLine, redactUrl } from './redact.js';
 import { webConsole } from './web.js';
 
 export interface ApiOptions {
@@ -31,7 +32,20 @@ export function corsOriginCheck(allowed: string[]): (origin: string | undefined)
 
 export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: options.logLevel },
+    logger: {
+      level: options.logLevel,
+      // Fastify's own request fields, with the token redacted; headers (Authorization) are never logged.
+      serializers: {
+        req: (req: FastifyRequest) => ({
+          method: req.method,
+          url: redactUrl(req.url),
+          host: req.host,
+          remoteAddress: req.ip,
+          remotePort: req.socket?.remotePort,
+        }),
+      },
+      hooks: { streamWrite: redactLine },
+    },
     bodyLimit: bodyLimitBytes,
     // Numbers must arrive as numbers: "vcpu": "2" is a client bug worth a 400, not a silent coercion.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
@@ -40,7 +54,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   app.setErrorHandler(sendError);
   if (options.apiToken) requireToken(app, options.apiToken);
   app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ error: `no route ${request.method} ${request.url}` });
+    void reply.status(404).send({ error: `no route ${request.method} ${redactUrl(request.url)}` });
   });
   const allowed = corsOriginCheck(options.corsOrigins);
   await app.register(cors, {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
 import { repoRoot } from '../paths.js';
+import { redactUrl } from './redact.js';
 
 export const webDist = join(repoRoot, 'web', 'dist');
 
@@ -15,7 +16,7 @@ export async function webConsole(app: FastifyInstance): Promise<void> {
   await app.register(fastifyStatic, { root: webDist, prefix: '/', wildcard: false });
   // Client-side routes (/functions/abc) get the app; unknown API paths keep their JSON 404.
   app.get('/*', async (request, reply) => {
-    if (request.url.startsWith('/v1/')) return reply.status(404).send({ error: `no route GET ${request.url}` });
+    if (request.url.startsWith('/v1/')) return reply.status(404).send({ error: `no route GET ${redactUrl(request.url)}` });
     return reply.sendFile('index.html');
   });
 }
