@@ -28,9 +28,9 @@ test('FNVM_EGRESS_ALLOW is read into the config and a bad value stops startup wi
   }
 });
 
-test('nameservers: IPv4 only, loopback ones set apart', () => {
+test('nameservers: IPv4 only, in order', () => {
   const conf = '# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n nameserver 169.254.169.253\nnameserver fd00::1\nsearch x\n';
-  assert.deepEqual(nameserversOf(conf), { usable: ['10.0.0.2', '169.254.169.253'], loopback: ['127.0.0.53'] });
+  assert.deepEqual(nameserversOf(conf), ['127.0.0.53', '10.0.0.2', '169.254.169.253']);
 });
 
 test('the ruleset is valid nft, empty or full, overlapping allow entries included', async (t) => {

@@ -75,23 +75,23 @@ table inet fnvm {
 }
 
 /**
- * IPv4 nameservers of a resolv.conf. QEMU enters only the sandbox's network namespace (nsenter --net), not
- * a mount namespace, so its resolver is the host's /etc/resolv.conf (/etc/netns/... does not apply).
+ * IPv4 nameservers of a resolv.conf, in order. QEMU enters only the sandbox's network namespace (nsenter
+ * --net), not a mount namespace, so its resolver is the host's /etc/resolv.conf (/etc/netns/... does not
+ * apply), and it forwards guest DNS to the first IPv4 nameserver there.
  */
-export function nameserversOf(resolvConf: string): { usable: string[]; loopback: string[] } {
-  const all = [...resolvConf.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1] ?? '').filter(isIpv4);
-  return { usable: all.filter((a) => !a.startsWith('127.')), loopback: all.filter((a) => a.startsWith('127.')) };
+export function nameserversOf(resolvConf: string): string[] {
+  return [...resolvConf.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1] ?? '').filter(isIpv4);
 }
 
 function hostNameservers(log: (message: string) => void): string[] {
-  const { usable, loopback } = nameserversOf(existsSync(resolvConfPath) ? readFileSync(resolvConfPath, 'utf8') : '');
-  // A loopback resolver (systemd-resolved's 127.0.0.53) is the sandbox's own empty loopback to QEMU.
-  if (loopback.length) log(`DNS: ${loopback.join(', ')} in ${resolvConfPath} is loopback, unreachable from functions`);
-  if (!usable.length) {
-    log(`DNS: no non-loopback IPv4 nameserver in ${resolvConfPath}: functions cannot resolve names ` +
-      '(list the upstream servers there, e.g. those of /run/systemd/resolve/resolv.conf)');
+  const all = nameserversOf(existsSync(resolvConfPath) ? readFileSync(resolvConfPath, 'utf8') : '');
+  // A loopback resolver (systemd-resolved's 127.0.0.53) is the sandbox's own, empty loopback to QEMU.
+  if (!all[0] || all[0].startsWith('127.')) {
+    log(`DNS: QEMU forwards functions' lookups to the first IPv4 nameserver in ${resolvConfPath} ` +
+      `(${all[0] ?? 'none'}), unreachable from the sandbox: functions cannot resolve names until it lists ` +
+      'upstream servers first (e.g. those of /run/systemd/resolve/resolv.conf)');
   }
-  return usable;
+  return all.filter((address) => !address.startsWith('127.'));
 }
 
 async function ip(...args: string[]): Promise<void> {
