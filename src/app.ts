@@ -35,7 +35,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
   reapOrphans(tmpdir(), log);
   const runRoot = runDirFor(tmpdir());
   mkdirSync(runRoot, { recursive: true });
-  const netns = config.network === 'outbound' ? await ensureSandboxNetwork(log) : null;
+  const netns = config.network === 'outbound' ? await ensureSandboxNetwork(log, { allow: config.egressAllow }) : null;
   const driver = await createQemuDriver({ images, runRoot, cacheDir: config.cacheDir, netns, log });
   log(`accelerator: ${driver.accel} (${driver.accelReason})`);
   const warm = (['node', 'python'] as const).map((runtime) => ({
@@ -61,6 +61,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
     vm_driver: driver.name,
     network: config.network,
     network_isolation: driver.networkIsolation,
+    egress_allow: config.egressAllow,
     pool: pool.sizes(),
     images: images.versions,
     functions: service.list().length,

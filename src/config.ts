@@ -1,6 +1,7 @@
 // Server settings from the environment, with the defaults README documents.
 import { join, resolve } from 'node:path';
 import { cacheDir } from './images/build.js';
+import { parseCidrList } from './vm/cidr.js';
 import type { NetworkMode } from './vm/spec.js';
 
 export interface Config {
@@ -14,6 +15,8 @@ export interface Config {
   idleSeconds: number;
   deployWaitMs: number;
   network: NetworkMode;
+  /** CIDRs functions may reach although they are private (see README, egress policy). */
+  egressAllow: string[];
   logLevel: string;
   apiToken: string | undefined;
 }
@@ -29,6 +32,12 @@ function int(name: string, fallback: number, min = 0): number {
 export function configFromEnv(): Config {
   const network = process.env.FNVM_NETWORK ?? 'outbound';
   if (network !== 'outbound' && network !== 'none') throw new Error('FNVM_NETWORK must be "outbound" or "none"');
+  let egressAllow: string[];
+  try {
+    egressAllow = parseCidrList(process.env.FNVM_EGRESS_ALLOW);
+  } catch (error) {
+    throw new Error(`FNVM_EGRESS_ALLOW: ${(error as Error).message}`);
+  }
   return {
     host: process.env.FNVM_HOST ?? '127.0.0.1',
     port: int('FNVM_PORT', 18080),
@@ -40,6 +49,7 @@ export function configFromEnv(): Config {
     idleSeconds: int('FNVM_IDLE_SECONDS', 300),
     deployWaitMs: int('FNVM_DEPLOY_WAIT_MS', 30_000),
     network,
+    egressAllow,
     logLevel: process.env.FNVM_LOG_LEVEL ?? 'info',
     apiToken: process.env.FNVM_API_TOKEN || undefined,
   };

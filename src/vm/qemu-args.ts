@@ -79,7 +79,8 @@ function deviceArgs(device: Device, index: number): string[] {
     case 'rng':
       return ['-object', `rng-random,id=rng${index},filename=/dev/urandom`, '-device', `virtio-rng-device,rng=rng${index}`];
     case 'user-net':
-      return ['-netdev', `user,id=net${index}`, '-device', `virtio-net-device,netdev=net${index}`];
+      // No IPv6: the egress policy (sandbox-net.ts) is IPv4-only, so the guest gets no IPv6 path to anything.
+      return ['-netdev', `user,id=net${index},ipv6=off`, '-device', `virtio-net-device,netdev=net${index}`];
   }
 }
 
