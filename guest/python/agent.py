@@ -19,6 +19,7 @@ import time
 
 AGENT_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # PROTOCOL.md: the serialised response, UTF-8; exactly 6 MiB is allowed
 LOG_LIMIT_BYTES = 1024 * 1024
 TRUNCATED_LINE = '[logs truncated]'
 MODULE_NAME = 'function'
@@ -248,6 +249,14 @@ class FrameReader:
         return frames
 
 
+def response_size(value, ascii_json):
+    """UTF-8 size of the response as the host measures it (non-ASCII unescaped, as JSON.stringify writes)."""
+    if len(ascii_json) <= MAX_RESPONSE_BYTES:
+        return len(ascii_json)  # escaping only ever makes the text longer
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(',', ':'))
+    return len(text.encode('utf-8', 'surrogatepass'))
+
+
 def encode_json(value):
     # allow_nan=False: NaN/Infinity are not JSON and would break the host's parser.
     return json.dumps(value, allow_nan=False, separators=(',', ':'))
@@ -468,6 +477,12 @@ class Invocation:
                 response_json = encode_json(value)
             except Exception as failure:  # TypeError (set, object), ValueError (NaN, cycle), RecursionError
                 error = error_info('SerializationError', f'handler result is not JSON-serialisable: {failure}')
+            else:
+                size = response_size(value, response_json)
+                if size > MAX_RESPONSE_BYTES:
+                    response_json = 'null'
+                    error = error_info('ResponseTooLarge', f"the handler's response is {size} bytes of JSON, "
+                                                           f'over the {MAX_RESPONSE_BYTES}-byte (6 MiB) limit')
         logs = self.logs.close()
         frame = self._frame(response_json, error, logs)
         if len(frame) > MAX_FRAME_BYTES:
