@@ -249,12 +249,19 @@ class FrameReader:
         return frames
 
 
-def response_size(value, ascii_json):
-    """UTF-8 size of the response as the host measures it (non-ASCII unescaped, as JSON.stringify writes)."""
+def sized_response(value, ascii_json):
+    """The response JSON to send and its UTF-8 size as the host measures it (non-ASCII unescaped, as
+    JSON.stringify writes it). A long escaped text is re-encoded unescaped, which is smaller: 6 MiB of
+    non-ASCII text escapes to up to 36 MB, more than a frame holds."""
     if len(ascii_json) <= MAX_RESPONSE_BYTES:
-        return len(ascii_json)  # escaping only ever makes the text longer
+        return ascii_json, len(ascii_json)  # escaping only ever makes the text longer
     text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(',', ':'))
-    return len(text.encode('utf-8', 'surrogatepass'))
+    size = len(text.encode('utf-8', 'surrogatepass'))
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return ascii_json, size  # a lone surrogate can only travel escaped
+    return text, size
 
 
 def encode_json(value):
@@ -478,7 +485,7 @@ class Invocation:
             except Exception as failure:  # TypeError (set, object), ValueError (NaN, cycle), RecursionError
                 error = error_info('SerializationError', f'handler result is not JSON-serialisable: {failure}')
             else:
-                size = response_size(value, response_json)
+                response_json, size = sized_response(value, response_json)
                 if size > MAX_RESPONSE_BYTES:
                     response_json = 'null'
                     error = error_info('ResponseTooLarge', f"the handler's response is {size} bytes of JSON, "

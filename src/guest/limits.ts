@@ -1,5 +1,5 @@
 // Size limits the host enforces on what a guest returns, whatever the agent claims to have checked.
-import type { InvokeResult } from './protocol.js';
+import type { ErrorInfo, InvokeResult } from './protocol.js';
 
 /**
  * A handler's response may serialise to at most this many bytes: compact JSON as JSON.stringify writes it
@@ -7,10 +7,11 @@ import type { InvokeResult } from './protocol.js';
  */
 export const maxResponseBytes = 6 * 1024 * 1024;
 
-export function responseTooLarge(bytes: number): { type: string; message: string; stack: string } {
+function responseTooLarge(bytes: number): ErrorInfo {
   return {
     type: 'ResponseTooLarge',
-    message: `the handler's response is ${bytes} bytes of JSON, over the ${maxResponseBytes}-byte (6 MiB) limit`,
+    // Says who measured: the agents check first, so a host-side catch means the agent did not.
+    message: `the handler's response is ${bytes} bytes of JSON, over the ${maxResponseBytes}-byte (6 MiB) limit (measured by the host)`,
     stack: '',
   };
 }
