@@ -21,7 +21,7 @@ export interface VmLaunch {
   spec: VmSpec;
   boot: BootFiles;
   accel: Accelerator;
-  /** Directory for this host's per-VM sockets and console logs. */
+  /** Directory for this host's per-VM sockets (QMP, channel, console). */
   runRoot: string;
   /** How long the guest agent may take to answer its first ping. */
   readyTimeoutMs?: number;
