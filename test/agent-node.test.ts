@@ -12,6 +12,7 @@ import { encodeFrame } from '../src/guest/framing.js';
 import { startLocalAgent, type LocalAgent } from '../src/guest/local-agent.js';
 import type { InvokeResult, LoadResult } from '../src/guest/protocol.js';
 import { agentPaths } from '../src/paths.js';
+import { checkAgentResponseLimit } from './support/response-limit.js';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -325,6 +326,12 @@ describe('node agent: invocations', () => {
     const result = await invoke(channel, event);
     assert.equal(result.status, 'success');
     assert.deepEqual(result.response, event);
+  });
+
+  test('a response over 6 MiB of JSON (UTF-8) is ResponseTooLarge from the agent itself; exactly 6 MiB passes', async () => {
+    const { channel } = agent();
+    await load(channel, 'function handler(e) { return (e.ascii ? "x" : "é").repeat(e.chars); }');
+    await checkAgentResponseLimit((event) => invoke(channel, event));
   });
 
   test('50 overlapping invocations each get only their own logs', async () => {

@@ -11,6 +11,7 @@ import { encodeFrame, FrameDecoder } from '../src/guest/framing.js';
 import { startLocalAgent, type LocalAgent } from '../src/guest/local-agent.js';
 import type { InvokeResult, LoadResult } from '../src/guest/protocol.js';
 import { agentPaths } from '../src/paths.js';
+import { checkAgentResponseLimit } from './support/response-limit.js';
 
 const REPLY_MS = 10_000; // generous: a hung agent fails the test instead of hanging it
 let nextVersion = 1;
@@ -307,6 +308,13 @@ describe('python agent', { timeout: 30_000 }, () => {
       const result = await invoke(agent, event);
       assert.equal(result.status, 'success');
       assert.deepEqual(result.response, event);
+    }));
+
+  test('a response over 6 MiB of JSON (UTF-8, unescaped) is ResponseTooLarge from the agent; exactly 6 MiB passes', () =>
+    withShared(async (agent) => {
+      // 'é' is 2 bytes of UTF-8 but 6 characters escaped (\u00e9): the limit counts the 2, and it still fits a frame.
+      await load(agent, "def handler(event):\n    return ('x' if event['ascii'] else 'é') * event['chars']\n");
+      await checkAgentResponseLimit((event) => invoke(agent, event));
     }));
 
   test('sys.exit() and os-level writes in a handler do not kill or corrupt the agent', () =>

@@ -18,6 +18,7 @@ import vm from 'node:vm';
 const AGENT_VERSION = 2;
 const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 const MAX_LOG_BYTES = 1024 * 1024;
+const MAX_RESPONSE_BYTES = 6 * 1024 * 1024; // PROTOCOL.md: the serialised response, UTF-8; exactly 6 MiB is allowed
 const PORT_WAIT_MS = 10_000;
 const PORT_POLL_MS = 20;
 
@@ -790,11 +791,19 @@ async function invoke(request) {
 // Runs entirely inside the invocation's log context: the handler, awaiting a thenable, and any toJSON.
 async function callHandler(handler, event, context) {
   const value = await handler(event, context);
+  let json;
   try {
-    return JSON.stringify(value) ?? 'null'; // undefined (or a function, a symbol) -> null
+    json = JSON.stringify(value) ?? 'null'; // undefined (or a function, a symbol) -> null
   } catch (error) {
     throw agentError('SerializationError', `the handler's result is not JSON-serialisable: ${error.message}`);
   }
+  // Measured here so an oversized result is an ordinary error result, not a reply too big to send. UTF-8
+  // takes at most 3 bytes per UTF-16 unit, so short texts need no measuring.
+  const bytes = json.length > MAX_RESPONSE_BYTES / 3 ? Buffer.byteLength(json) : 0;
+  if (bytes > MAX_RESPONSE_BYTES) {
+    throw agentError('ResponseTooLarge', `the handler's response is ${bytes} bytes of JSON, over the ${MAX_RESPONSE_BYTES}-byte (6 MiB) limit`);
+  }
+  return json;
 }
 
 function invocationContext(requestId, version, timeoutMs) {

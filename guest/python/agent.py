@@ -21,6 +21,7 @@ import time
 AGENT_VERSION = 2
 MAX_CLOCK_STEP_MS = 1e12
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # PROTOCOL.md: the serialised response, UTF-8; exactly 6 MiB is allowed
 LOG_LIMIT_BYTES = 1024 * 1024
 TRUNCATED_LINE = '[logs truncated]'
 MODULE_NAME = 'function'
@@ -250,6 +251,21 @@ class FrameReader:
         return frames
 
 
+def sized_response(value, ascii_json):
+    """The response JSON to send and its UTF-8 size as the host measures it (non-ASCII unescaped, as
+    JSON.stringify writes it). A long escaped text is re-encoded unescaped, which is smaller: 6 MiB of
+    non-ASCII text escapes to up to 36 MB, more than a frame holds."""
+    if len(ascii_json) <= MAX_RESPONSE_BYTES:
+        return ascii_json, len(ascii_json)  # escaping only ever makes the text longer
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(',', ':'))
+    size = len(text.encode('utf-8', 'surrogatepass'))
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return ascii_json, size  # a lone surrogate can only travel escaped
+    return text, size
+
+
 def encode_json(value):
     # allow_nan=False: NaN/Infinity are not JSON and would break the host's parser.
     return json.dumps(value, allow_nan=False, separators=(',', ':'))
@@ -472,6 +488,12 @@ class Invocation:
                 response_json = encode_json(value)
             except Exception as failure:  # TypeError (set, object), ValueError (NaN, cycle), RecursionError
                 error = error_info('SerializationError', f'handler result is not JSON-serialisable: {failure}')
+            else:
+                response_json, size = sized_response(value, response_json)
+                if size > MAX_RESPONSE_BYTES:
+                    response_json = 'null'
+                    error = error_info('ResponseTooLarge', f"the handler's response is {size} bytes of JSON, "
+                                                           f'over the {MAX_RESPONSE_BYTES}-byte (6 MiB) limit')
         logs = self.logs.close()
         frame = self._frame(response_json, error, logs)
         if len(frame) > MAX_FRAME_BYTES:

@@ -1,7 +1,7 @@
 // The running side of one function: which VM serves it, loading code into it, invoking it, and replacing
 // the VM when it dies or overruns a deadline. Operations that change the VM are serialised.
 import { randomBytes } from 'node:crypto';
-import { ChannelClosedError, ChannelTimeoutError, GuestRequestError } from '../guest/channel.js';
+import { ChannelClosedError, ChannelTimeoutError, GuestProtocolError, GuestRequestError } from '../guest/channel.js';
 import type { ErrorInfo, InvokeResult } from '../guest/protocol.js';
 import type { Vm } from '../vm/driver.js';
 import type { VmPool } from '../vm/pool.js';
@@ -123,6 +123,15 @@ export class FunctionInstance {
       if (error instanceof ChannelTimeoutError && vm) {
         this.recycle(vm, `invocation ${requestId} exceeded its ${timeoutMs} ms timeout`);
         return failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, this.deployment);
+      }
+      if (error instanceof GuestProtocolError && vm) {
+        // Before the generic crash path: a hostile guest could print an OOM message to its console.
+        this.recycle(vm, error.message);
+        return failure('error', 'ProtocolError', `the function's VM broke the guest protocol and was replaced: ${error.message}`, cold, this.deployment);
+      }
+      if (error instanceof GuestRequestError) {
+        // ok:false to an invoke (an agent that could not reply, e.g. a frame too large): recorded, not a 500.
+        return failure('error', error.info.type, error.info.message, cold, this.deployment);
       }
       if (error instanceof ChannelClosedError && vm) {
         const reason = (await failureOf(vm, 1000)) ?? error.message;

@@ -1,7 +1,8 @@
 // Host side of the guest protocol over any byte stream: ids, multiplexing, per-request deadlines.
 import type { Duplex } from 'node:stream';
 import { encodeFrame, FrameDecoder } from './framing.js';
-import type { ErrorInfo, Reply, RequestMap, RequestType } from './protocol.js';
+import type { ErrorInfo, RequestMap, RequestType } from './protocol.js';
+import { checkReply, ProtocolViolation, resultCheckers, type CheckedReply } from './validate.js';
 
 /** The agent answered `ok: false` (load failed, unknown request...). */
 export class GuestRequestError extends Error {
@@ -16,13 +17,25 @@ export class ChannelClosedError extends Error {
   override name = 'ChannelClosedError';
 }
 
+/**
+ * The guest sent something the protocol does not allow (malformed frame, wrong shape, a reply to an id that
+ * is not pending): the guest is hostile or broken, so the channel is dropped and every request fails.
+ */
+export class GuestProtocolError extends ChannelClosedError {
+  override name = 'GuestProtocolError';
+}
+
 /** No reply within the caller's deadline. */
 export class ChannelTimeoutError extends Error {
   override name = 'ChannelTimeoutError';
 }
 
+/** Ids given up on (deadline) whose late replies are still legitimate; older ones count as forged. */
+const rememberedTimeouts = 1024;
+
 interface Pending {
-  resolve: (value: unknown) => void;
+  /** Checks the ok result against the request type's shape, then resolves; throws ProtocolViolation. */
+  settle: (result: unknown, frameBytes: number) => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout | undefined;
 }
@@ -30,6 +43,7 @@ interface Pending {
 export class GuestChannel {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  private readonly timedOut = new Set<number>();
   private readonly decoder = new FrameDecoder();
   private closedError: Error | null = null;
   private readonly closeListeners: Array<(error: Error) => void> = [];
@@ -73,10 +87,12 @@ export class GuestChannel {
         timeoutMs === undefined
           ? undefined
           : setTimeout(() => {
-              this.pending.delete(id);
+              this.settled(id);
+              this.rememberTimeout(id);
               reject(new ChannelTimeoutError(`guest did not answer ${type} within ${timeoutMs} ms`));
             }, timeoutMs);
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+      const check = resultCheckers[type];
+      this.pending.set(id, { settle: (result, bytes) => resolve(check(result, bytes)), reject, timer });
       // id first: an agent that cannot parse a frame (too deep, broken) still reads the id and answers.
       this.stream.write(encodeFrame({ id, type, ...params }));
     });
@@ -88,24 +104,33 @@ export class GuestChannel {
   }
 
   private onData(chunk: Buffer): void {
-    let frames: unknown[];
+    if (this.closedError) return;
     try {
-      frames = this.decoder.push(chunk);
+      for (const frame of this.decoder.pushSized(chunk)) this.onReply(checkReply(frame.value), frame.bytes);
     } catch (error) {
+      // FrameError (oversize), SyntaxError (not JSON), ProtocolViolation: the stream can no longer be trusted.
       this.stream.destroy();
-      this.fail(new ChannelClosedError(`guest protocol error: ${(error as Error).message}`));
-      return;
+      this.fail(new GuestProtocolError(`guest protocol violation: ${error instanceof Error ? error.message : String(error)}`));
     }
-    for (const frame of frames) this.onReply(frame as Reply);
   }
 
-  private onReply(reply: Reply): void {
+  private onReply(reply: CheckedReply, frameBytes: number): void {
     const pending = this.pending.get(reply.id);
-    if (!pending) return; // the caller gave up on it (deadline)
-    this.settled(reply.id);
+    if (!pending) {
+      if (this.timedOut.delete(reply.id)) return; // a straggler for a request whose deadline passed
+      throw new ProtocolViolation(`reply to id ${reply.id}, which is not pending (forged, duplicate or late)`);
+    }
     clearTimeout(pending.timer);
-    if (reply.ok) pending.resolve(reply.result);
+    if (reply.ok) pending.settle(reply.result, frameBytes); // a bad shape throws before anything resolves
     else pending.reject(new GuestRequestError(reply.error));
+    this.settled(reply.id);
+  }
+
+  private rememberTimeout(id: number): void {
+    this.timedOut.add(id);
+    if (this.timedOut.size <= rememberedTimeouts) return;
+    const oldest = this.timedOut.values().next().value; // sets iterate in insertion order
+    if (oldest !== undefined) this.timedOut.delete(oldest);
   }
 
   private settled(id: number): void {

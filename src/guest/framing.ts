@@ -19,9 +19,14 @@ export class FrameDecoder {
   private buffered = 0;
 
   push(chunk: Buffer): unknown[] {
+    return this.pushSized(chunk).map((frame) => frame.value);
+  }
+
+  /** Like push, with each frame's body size (the host bounds what a guest's reply may carry). */
+  pushSized(chunk: Buffer): Array<{ value: unknown; bytes: number }> {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const frames: unknown[] = [];
+    const frames: Array<{ value: unknown; bytes: number }> = [];
     for (;;) {
       if (this.buffered < 4) break;
       const head = this.peek(4);
@@ -29,7 +34,7 @@ export class FrameDecoder {
       if (length > MAX_FRAME_BYTES) throw new FrameError(`incoming frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
       if (this.buffered < 4 + length) break;
       const all = this.take(4 + length);
-      frames.push(JSON.parse(all.subarray(4).toString('utf8')));
+      frames.push({ value: JSON.parse(all.subarray(4).toString('utf8')), bytes: length });
     }
     return frames;
   }

@@ -41,7 +41,7 @@ export interface VmDriver {
 
 export interface QemuDriverOptions {
   images: GuestImages;
-  /** Per-VM sockets and console logs. Keep it short: unix socket paths are limited to 107 bytes. */
+  /** Per-VM sockets (QMP, channel, console). Keep it short: unix socket paths are limited to 107 bytes. */
   runRoot: string;
   cacheDir: string;
   readyTimeoutMs?: number;

@@ -10,7 +10,8 @@ export interface BootFiles {
 export interface RunFiles {
   qmpSocket: string;
   channelSocket: string;
-  consoleLog: string;
+  /** Unix socket the host listens on for the serial console (drained into memory, see console-ring.ts). */
+  consoleSocket: string;
   memory: GuestMemory;
 }
 
@@ -84,13 +85,16 @@ function deviceArgs(device: Device, index: number): string[] {
   }
 }
 
-/** The machine itself: board, accelerator, CPUs, memory, kernel, console log. */
+/** Where the serial console goes: a file (the accelerator probe) or a host-drained unix socket (VMs). */
+export type ConsoleSink = { kind: 'file' | 'socket'; path: string };
+
+/** The machine itself: board, accelerator, CPUs, memory, kernel, console. */
 export function machineArgs(
   accel: Accelerator,
   shape: { vcpu: number; memoryMb: number },
   boot: Omit<BootFiles, 'rootfs'>,
   cmdline: string,
-  consoleLog: string,
+  console: ConsoleSink,
 ): string[] {
   return [
     '-M', 'microvm,acpi=on,pit=on,pic=on,rtc=on,isa-serial=on',
@@ -100,7 +104,7 @@ export function machineArgs(
     '-m', String(shape.memoryMb),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', boot.kernel, '-initrd', boot.initramfs, '-append', cmdline,
-    '-chardev', `file,id=console,path=${consoleLog}`, '-serial', 'chardev:console',
+    '-chardev', `${console.kind},id=console,path=${console.path}`, '-serial', 'chardev:console',
   ];
 }
 
@@ -115,7 +119,7 @@ function memoryArgs(memory: GuestMemory, memoryMb: number): string[] {
 
 export function qemuArgs(spec: VmSpec, accel: Accelerator, boot: BootFiles, run: RunFiles, cmdline: string): string[] {
   const args = [
-    ...machineArgs(accel, spec, boot, cmdline, run.consoleLog),
+    ...machineArgs(accel, spec, boot, cmdline, { kind: 'socket', path: run.consoleSocket }),
     ...memoryArgs(run.memory, spec.memoryMb),
     '-chardev', `socket,id=qmp,path=${run.qmpSocket}`, '-mon', 'chardev=qmp,mode=control',
   ];
@@ -126,5 +130,5 @@ export function qemuArgs(spec: VmSpec, accel: Accelerator, boot: BootFiles, run:
 /** Boots only kernel + initramfs, which print a marker and power off: proves an accelerator works. */
 export function probeArgs(accel: Accelerator, boot: Omit<BootFiles, 'rootfs'>, consoleLog: string): string[] {
   const cmdline = 'console=ttyS0 panic=-1 tsc_early_khz=2000000 fnvm.runtime=probe';
-  return machineArgs(accel, { vcpu: 1, memoryMb: 128 }, boot, cmdline, consoleLog);
+  return machineArgs(accel, { vcpu: 1, memoryMb: 128 }, boot, cmdline, { kind: 'file', path: consoleLog });
 }

@@ -2,10 +2,11 @@
 // Every transition happens in this class; the QEMU process is tracked by PID and always reaped.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChannelTimeoutError, GuestChannel } from '../guest/channel.js';
 import type { PingResult } from '../guest/protocol.js';
+import { ConsoleRing } from './console-ring.js';
 import { killTracked, spawnTracked } from './processes.js';
 import { diagnose } from './diagnose.js';
 import { bestWallSample, discipline, sampleWallClock } from './guest-clock.js';
@@ -23,7 +24,7 @@ export interface VmLaunch {
   accel: Accelerator;
   /** The guest kernel's command line (see kernelCmdline). */
   cmdline: string;
-  /** Directory for this host's per-VM sockets and console logs. */
+  /** Directory for this host's per-VM sockets (QMP, channel, console). */
   runRoot: string;
   /** How long the guest agent may take to answer its first ping. */
   readyTimeoutMs?: number;
@@ -56,12 +57,16 @@ export class QemuVm {
   readonly id = randomUUID();
   private stateValue: VmState = 'starting';
   private failureReason: string | null = null;
+  /** Why the VM failed, before the console was read for a better cause. */
+  private rawFailure: string | null = null;
   private readonly failureListeners: Array<(reason: string) => void> = [];
   private watchdog: NodeJS.Timeout | undefined;
   private checking = false;
   private exited: Promise<void>;
   channel!: GuestChannel;
   private qmp!: QmpClient;
+  /** The serial console's last MiB, drained from its socket as QEMU writes it. */
+  readonly console = new ConsoleRing();
 
   private constructor(
     readonly launch: VmLaunch,
@@ -91,7 +96,7 @@ export class QemuVm {
 
   /** Why the VM failed, when state is `failed`. */
   get failure(): string | null {
-    return this.failureReason;
+    return this.failureReason ?? this.rawFailure;
   }
 
   /** Cold boot: kernel, initramfs, agent; resolves once the agent answers a ping. */
@@ -131,16 +136,20 @@ export class QemuVm {
       dir,
       qmpSocket: join(dir, 'qmp.sock'),
       channelSocket: join(dir, 'chan.sock'),
-      consoleLog: join(dir, 'console.log'),
+      consoleSocket: join(dir, 'console.sock'),
       memory: memory(dir),
     };
     const qmpListener = await UnixListener.listen(run.qmpSocket);
     const channelListener = await UnixListener.listen(run.channelSocket);
+    const consoleListener = await UnixListener.listen(run.consoleSocket);
     const netns = launch.spec.network === 'outbound' ? (launch.netns ?? undefined) : undefined;
     const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run, launch.cmdline), ...extraArgs], { netns });
     const vm = new QemuVm(launch, child, run);
     try {
-      const [qmpSocket, channelSocket] = await vm.unlessExited(Promise.all([qmpListener.connected, channelListener.connected]));
+      const [qmpSocket, channelSocket, consoleSocket] = await vm.unlessExited(
+        Promise.all([qmpListener.connected, channelListener.connected, consoleListener.connected]),
+      );
+      vm.console.drain(consoleSocket);
       vm.qmp = new QmpClient(qmpSocket);
       vm.channel = new GuestChannel(channelSocket);
       vm.channel.onClose((error) => vm.failAfterExitGrace(error.message));
@@ -149,6 +158,7 @@ export class QemuVm {
     } catch (error) {
       qmpListener.close();
       channelListener.close();
+      consoleListener.close();
       const failure = vm.asVmError(error);
       await vm.stop();
       throw failure;
@@ -270,12 +280,7 @@ export class QemuVm {
 
   /** Last lines the guest kernel and agent printed on the serial console. */
   consoleTail(bytes = 2000): string {
-    try {
-      const text = readFileSync(this.run.consoleLog, 'utf8');
-      return text.slice(-bytes);
-    } catch {
-      return '';
-    }
+    return this.console.tail(bytes);
   }
 
   async stop(): Promise<void> {
@@ -297,13 +302,17 @@ export class QemuVm {
   private fail(reason: string): void {
     if (this.stateValue === 'stopped' || this.stateValue === 'failed') return;
     this.stateValue = 'failed';
-    const cause = diagnose(this.consoleTail(4000));
-    const described = cause ? `${cause} (${reason})` : reason;
-    this.failureReason = described;
+    this.rawFailure = reason;
     clearInterval(this.watchdog);
     this.channel?.close();
     killTracked(this.process);
-    for (const listener of this.failureListeners.splice(0)) listener(described);
+    // A panic or OOM report may still be in flight on the console socket when QEMU exits: read it first.
+    void this.console.drained(500).then(() => {
+      const cause = diagnose(this.consoleTail(4000));
+      const described = cause ? `${cause} (${reason})` : reason;
+      this.failureReason = described;
+      for (const listener of this.failureListeners.splice(0)) listener(described);
+    });
   }
 
   private migrationDone(): Promise<void> {
@@ -321,7 +330,7 @@ export class QemuVm {
     return Promise.race([
       promise,
       this.exited.then(() => {
-        throw new VmError(this.failureReason ?? 'QEMU exited');
+        throw new VmError(this.failureReason ?? this.rawFailure ?? 'QEMU exited');
       }),
     ]);
   }

@@ -10,6 +10,9 @@ export class QmpError extends Error {
   override name = 'QmpError';
 }
 
+/** QEMU's own lines are small; one this long without a newline means the connection is broken. */
+export const maxQmpLineChars = 1024 * 1024;
+
 type Waiter = { resolve: (value: unknown) => void; reject: (error: Error) => void };
 
 export class QmpClient {
@@ -25,17 +28,21 @@ export class QmpClient {
     this.greeted = new Promise((resolve) => (greet = resolve));
     socket.setEncoding('utf8');
     socket.on('data', (text: string) => {
+      if (this.closed) return;
       this.buffer += text;
       let newline: number;
       while ((newline = this.buffer.indexOf('\n')) >= 0) {
         const line = this.buffer.slice(0, newline).trim();
         this.buffer = this.buffer.slice(newline + 1);
         if (!line) continue;
-        const message = JSON.parse(line) as Record<string, unknown>;
+        const message = parseLine(line);
+        // A throw here would escape the data handler and take the whole server down: drop the connection.
+        if (!message) return this.broken(`QMP sent a line that is not a JSON object: ${line.slice(0, 200)}`);
         if ('QMP' in message) greet();
-        else if ('event' in message) for (const listener of this.eventListeners) listener(message as unknown as QmpEvent);
+        else if (typeof message.event === 'string') this.emit({ event: message.event, data: objectOrUndefined(message.data) });
         else this.settle(message);
       }
+      if (this.buffer.length > maxQmpLineChars) this.broken(`QMP sent over ${maxQmpLineChars} characters without a newline`);
     });
     const onClose = () => this.fail(new QmpError('QMP connection closed'));
     socket.on('close', onClose);
@@ -82,12 +89,22 @@ export class QmpClient {
     this.socket.destroy();
   }
 
+  private emit(event: QmpEvent): void {
+    for (const listener of this.eventListeners) listener(event);
+  }
+
+  private broken(reason: string): void {
+    this.buffer = '';
+    this.fail(new QmpError(reason));
+    this.socket.destroy();
+  }
+
   private settle(message: Record<string, unknown>): void {
     const waiter = this.waiters.get(String(message.id));
     if (!waiter) return;
     this.waiters.delete(String(message.id));
-    const error = message.error as { class?: string; desc?: string } | undefined;
-    if (error) waiter.reject(new QmpError(`${error.class ?? 'Error'}: ${error.desc ?? 'unknown QMP error'}`));
+    const error = objectOrUndefined(message.error);
+    if (error) waiter.reject(new QmpError(`${stringOr(error.class, 'Error')}: ${stringOr(error.desc, 'unknown QMP error')}`));
     else waiter.resolve(message.return);
   }
 
@@ -98,3 +115,18 @@ export class QmpClient {
     this.waiters.clear();
   }
 }
+
+function parseLine(line: string): Record<string, unknown> | undefined {
+  try {
+    return objectOrUndefined(JSON.parse(line));
+  } catch {
+    return undefined;
+  }
+}
+
+function objectOrUndefined(value: unknown): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  return Object.fromEntries(Object.entries(value));
+}
+
+const stringOr = (value: unknown, fallback: string): string => (typeof value === 'string' ? value : fallback);
