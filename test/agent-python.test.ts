@@ -97,6 +97,22 @@ describe('python agent', { timeout: 30_000 }, () => {
       assert.ok(stats.memory_rss > 1_000_000);
     }));
 
+  test('as a local process, renew and clock leave the host clock alone; bad arguments are a ProtocolError', () =>
+    withShared(async (agent) => {
+      const seed = randomBytes(32).toString('hex');
+      const renewed = await agent.channel.request('renew', { seed, time_ms: Date.now() - 365 * 86_400_000 }, REPLY_MS);
+      assert.equal(renewed.system, false);
+      assert.ok(Math.abs(renewed.time_ms - Date.now()) < 5000, 'the host clock was not set a year back');
+      const stepped = await agent.channel.request('clock', { adjust_ms: -86_400_000 }, REPLY_MS);
+      assert.equal(stepped.system, false);
+      assert.ok(Math.abs(Date.now() - stepped.time_ms) < 5000);
+      for (const params of [{ seed: 'nope', time_ms: Date.now() }, { seed, time_ms: -1 }]) {
+        assert.equal((await requestError(agent.channel.request('renew', params, REPLY_MS))).info.type, 'ProtocolError');
+      }
+      const bad = await requestError(agent.channel.request('clock', { adjust_ms: 'soon' as unknown as number }, REPLY_MS));
+      assert.equal(bad.info.type, 'ProtocolError');
+    }));
+
   test('runs the functions-api.md example verbatim', () =>
     withShared(async (agent) => {
       const loaded = await load(agent, FUNCTIONS_API_EXAMPLE, 'handler', {}, 7);

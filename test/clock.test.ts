@@ -43,6 +43,84 @@ function assertClockRight(readings: number[], sentMs: number, receivedMs: number
   }
 }
 
+// VM-layer tests first: the clone restored from the week-old snapshot then keeps running, uncorrected, while
+// the API tests run, and its drift is measured over the whole file at the end.
+let env: TestDriver;
+const vms: Vm[] = [];
+const spec: VmSpec = { runtime: 'node', vcpu: 1, memoryMb: 256, network: 'none' };
+let drifting: { vm: Vm; offset: number; at: number } | undefined;
+
+before(async () => {
+  env = await testDriver();
+});
+
+after(async () => {
+  await Promise.all(vms.map((vm) => vm.stop()));
+  env?.cleanup();
+});
+
+const guestOffset = async (vm: Vm) => {
+  const sent = Date.now();
+  const pong = await vm.channel.request('ping', {});
+  return pong.time_ms - (sent + Date.now()) / 2;
+};
+
+describe('in the VM layer', () => {
+  test('a snapshot whose clock is a week old restores to the right time, kept by the TSC', async () => {
+    const base = await env.driver.boot(spec);
+    vms.push(base);
+    // What a week-old base snapshot holds: a guest clock a week behind today's.
+    await base.channel.request('clock', { adjust_ms: -7 * 24 * hour });
+    assert.ok((await guestOffset(base)) < -7 * 24 * hour + 1000, 'the guest clock was set a week back');
+    const snapshot = await base.snapshot(`${env.runRoot}/week-old`);
+    const clone = await env.driver.restore(snapshot);
+    vms.push(clone);
+    assert.ok(Math.abs(await guestOffset(clone)) <= 10, 'a restored clone reads the host time');
+
+    // No watchdog on this VM, so nothing corrects it: its drift, measured at the end of the file, is its rate.
+    drifting = { vm: clone, offset: await guestOffset(clone), at: Date.now() };
+    // It is the TSC (or kvm-clock) that keeps time, not the 4 ms jiffies fallback that runs slow under load.
+    const file = '/sys/devices/system/clocksource/clocksource0/current_clocksource';
+    await clone.channel.request('load', { code: `exports.handler = () => require('fs').readFileSync('${file}', 'utf8').trim()`, handler: 'handler', env: {}, version: 1 });
+    const source = await clone.channel.request('invoke', { request_id: 'cs', event: {}, timeout_ms: 10_000 });
+    assert.ok(['tsc', 'kvm-clock'].includes(String(source.response)), `guest clocksource is ${String(source.response)}`);
+  });
+
+  test('a warm VM whose clock went wrong while it waited is corrected before the pool hands it out', async () => {
+    const restored: Vm[] = [];
+    // The pool restores its warm VMs through this driver, so the test can reach them while they wait.
+    const recording: VmDriver = {
+      ...env.driver,
+      boot: (s) => env.driver.boot(s),
+      restore: async (s: Snapshot) => {
+        const vm = await env.driver.restore(s);
+        restored.push(vm);
+        return vm;
+      },
+    };
+    const pool = new VmPool(recording, { snapshotDir: `${env.runRoot}/pool`, warm: [{ spec, size: 1 }] });
+    try {
+      pool.start();
+      await pool.settled();
+      assert.deepEqual(Object.values(pool.sizes()), [1], 'one warm VM');
+      const waiting = restored[0]!;
+      await waiting.channel.request('clock', { adjust_ms: -hour }); // as if the host's clock had been stepped
+      assert.ok((await guestOffset(waiting)) < -hour + 1000);
+      const { vm, source } = await pool.take(spec);
+      vms.push(vm);
+      assert.equal(source, 'warm');
+      assert.equal(vm, waiting);
+      await vm.channel.request('load', { code: clockCode.node, handler: 'handler', env: {}, version: 1 });
+      const sent = Date.now();
+      const result = await vm.channel.request('invoke', { request_id: 'r', event: {}, timeout_ms: 10_000 });
+      const { readings } = result.response as { readings: number[] };
+      assertClockRight(readings, sent, Date.now(), 'a warm VM handed out after its clock went wrong');
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
 describe('through the API', () => {
   let fnvm: TestServer;
 
@@ -109,82 +187,13 @@ describe('through the API', () => {
   });
 });
 
-describe('in the VM layer', () => {
-  let env: TestDriver;
-  const vms: Vm[] = [];
-  const spec: VmSpec = { runtime: 'node', vcpu: 1, memoryMb: 256, network: 'none' };
-
-  before(async () => {
-    env = await testDriver();
-  });
-
-  after(async () => {
-    await Promise.all(vms.map((vm) => vm.stop()));
-    env?.cleanup();
-  });
-
-  const guestOffset = async (vm: Vm) => {
-    const sent = Date.now();
-    const pong = await vm.channel.request('ping', {});
-    return pong.time_ms - (sent + Date.now()) / 2;
-  };
-
-  test('a snapshot whose clock is a week old restores to the right time; the clone keeps time at the host rate', async () => {
-    const base = await env.driver.boot(spec);
-    vms.push(base);
-    // What a week-old base snapshot holds: a guest clock a week behind today's.
-    await base.channel.request('clock', { adjust_ms: -7 * 24 * hour });
-    assert.ok((await guestOffset(base)) < -7 * 24 * hour + 1000, 'the guest clock was set a week back');
-    const snapshot = await base.snapshot(`${env.runRoot}/week-old`);
-    const clone = await env.driver.restore(snapshot);
-    vms.push(clone);
-    assert.ok(Math.abs(await guestOffset(clone)) <= 10, 'a restored clone reads the host time');
-
-    // No watchdog on this VM, so nothing corrects it: what is measured is the clock's own rate.
-    const startOffset = await guestOffset(clone);
-    const startedAt = Date.now();
-    await new Promise((resolve) => setTimeout(resolve, 30_000));
-    const drift = (await guestOffset(clone)) - startOffset;
-    const elapsed = Date.now() - startedAt;
-    assert.ok(Math.abs(drift) / elapsed < 0.001, `guest clock drifted ${drift.toFixed(1)} ms in ${elapsed} ms`);
-    // And it is the TSC (or kvm-clock) that keeps it, not the 4 ms jiffies fallback that runs slow under load.
-    const file = '/sys/devices/system/clocksource/clocksource0/current_clocksource';
-    await clone.channel.request('load', { code: `exports.handler = () => require('fs').readFileSync('${file}', 'utf8').trim()`, handler: 'handler', env: {}, version: 1 });
-    const source = await clone.channel.request('invoke', { request_id: 'cs', event: {}, timeout_ms: 10_000 });
-    assert.ok(['tsc', 'kvm-clock'].includes(String(source.response)), `guest clocksource is ${String(source.response)}`);
-  });
-
-  test('a warm VM whose clock went wrong while it waited is corrected before the pool hands it out', async () => {
-    const restored: Vm[] = [];
-    // The pool restores its warm VMs through this driver, so the test can reach them while they wait.
-    const recording: VmDriver = {
-      ...env.driver,
-      boot: (s) => env.driver.boot(s),
-      restore: async (s: Snapshot) => {
-        const vm = await env.driver.restore(s);
-        restored.push(vm);
-        return vm;
-      },
-    };
-    const pool = new VmPool(recording, { snapshotDir: `${env.runRoot}/pool`, warm: [{ spec, size: 1 }] });
-    try {
-      pool.start();
-      await pool.settled();
-      assert.deepEqual(Object.values(pool.sizes()), [1], 'one warm VM');
-      const waiting = restored[0]!;
-      await waiting.channel.request('clock', { adjust_ms: -hour }); // as if the host's clock had been stepped
-      assert.ok((await guestOffset(waiting)) < -hour + 1000);
-      const { vm, source } = await pool.take(spec);
-      vms.push(vm);
-      assert.equal(source, 'warm');
-      assert.equal(vm, waiting);
-      await vm.channel.request('load', { code: clockCode.node, handler: 'handler', env: {}, version: 1 });
-      const sent = Date.now();
-      const result = await vm.channel.request('invoke', { request_id: 'r', event: {}, timeout_ms: 10_000 });
-      const { readings } = result.response as { readings: number[] };
-      assertClockRight(readings, sent, Date.now(), 'a warm VM handed out after its clock went wrong');
-    } finally {
-      await pool.close();
-    }
-  });
+test('the clone restored from the week-old snapshot kept the host rate, uncorrected, across the whole file', async () => {
+  const start = drifting;
+  assert.ok(start, 'the week-old snapshot test ran');
+  // Offsets are read to about a ms, so 30 s tells 0.1% (30 ms) apart from noise; bench/vm.ts measures longer.
+  const minimumMs = 30_000;
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, start.at + minimumMs - Date.now())));
+  const elapsed = Date.now() - start.at;
+  const drift = (await guestOffset(start.vm)) - start.offset;
+  assert.ok(Math.abs(drift) / elapsed < 0.001, `guest clock drifted ${drift.toFixed(1)} ms in ${elapsed} ms`);
 });

@@ -142,7 +142,7 @@ test("functions cannot see each other's files", async () => {
   assert.equal(await call('probe-a', { write: 'a' }), 'written');
   assert.ok((await call('probe-a', { ls: '/tmp' })).includes('secret-a'));
   assert.ok(!(await call('probe-b', { ls: '/tmp' })).includes('secret-a'));
-  assert.deepEqual(await call('probe-b', { ls: '/opt/fnvm' }), ['agent.mjs', 'agent.py']);
+  assert.deepEqual(await call('probe-b', { ls: '/opt/fnvm' }), ['agent.mjs', 'agent.py', 'fnvm_sys.node']);
 });
 
 test("FNVM_EGRESS_ALLOW opens a private range, but never the host's own addresses in it", async () => {
