@@ -7,7 +7,7 @@ import { startLocalAgent } from '../src/guest/local-agent.js';
 import type { GuestChannel } from '../src/guest/channel.js';
 import { identityHandler } from '../src/guest/warmup.js';
 import { createQemuDriver } from '../src/vm/driver.js';
-import { bestWallSample, offsetOf } from '../src/vm/guest-clock.js';
+import { bestSample, offsetOf } from '../src/vm/guest-clock.js';
 import { ms, percentile, row, timeEach } from './stats.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -16,7 +16,7 @@ const clockSeconds = Number(process.env.BENCH_CLOCK_SECONDS ?? 60);
 
 /** Guest wall clock minus the host's, from the best of a few pings. */
 async function clockOffset(channel: GuestChannel): Promise<number> {
-  return offsetOf(await bestWallSample(channel, 8, 5000));
+  return offsetOf(await bestSample(channel, { clock: 'wall', tries: 8, timeoutMs: 5000, goodEnoughMs: 2 }));
 }
 
 async function roundTrips(channel: GuestChannel): Promise<number[]> {

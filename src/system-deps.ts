@@ -1,12 +1,14 @@
 // Host programs fnvm needs, and installing the missing ones with apt when running as root.
+import { existsSync } from 'node:fs';
 import { hasCommand, run } from './exec.js';
 
-const needs: Array<{ command: string; pkg: string }> = [
+/** A program on the PATH, or a file (headers), and the Debian package that provides it. */
+const needs: Array<{ command: string; pkg: string } | { file: string; pkg: string }> = [
   { command: 'qemu-system-x86_64', pkg: 'qemu-system-x86' },
   { command: 'mkfs.ext4', pkg: 'e2fsprogs' },
   { command: 'cpio', pkg: 'cpio' },
   { command: 'gcc', pkg: 'gcc' }, // the Node agent's native helper (guest/node/fnvm_sys.c)
-  { command: 'gcc', pkg: 'libc6-dev' },
+  { file: '/usr/include/stdio.h', pkg: 'libc6-dev' }, // gcc's recommends, skipped by --no-install-recommends
   { command: 'setpriv', pkg: 'util-linux' },
   { command: 'nsenter', pkg: 'util-linux' },
   { command: 'ip', pkg: 'iproute2' },
@@ -14,7 +16,8 @@ const needs: Array<{ command: string; pkg: string }> = [
 ];
 
 export async function ensureSystemPackages(log: (message: string) => void): Promise<void> {
-  const missing = [...new Set(needs.filter((n) => !hasCommand(n.command)).map((n) => n.pkg))];
+  const present = (n: (typeof needs)[number]) => ('file' in n ? existsSync(n.file) : hasCommand(n.command));
+  const missing = [...new Set(needs.filter((n) => !present(n)).map((n) => n.pkg))];
   if (missing.length === 0) return;
   const command = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
   if (process.getuid?.() !== 0) throw new Error(`missing system packages; run as root: ${command}`);

@@ -182,6 +182,48 @@ describe('response size (host side, whatever the agent says)', () => {
     assert.equal(guest.channel.closed, false, 'an oversized response is the handler\'s error, not a violation');
   });
 
+  test('a small frame whose response re-serialises past the limit (1e20 -> 21 digits) is ResponseTooLarge', async () => {
+    const guest = fakeGuest();
+    const pending = invoke(guest.channel);
+    const count = Math.ceil(maxResponseBytes / 22) + 1; // '100000000000000000000,' per item once re-serialised
+    const body = `{"id":1,"ok":true,"result":{"status":"success","error":null,"logs":[],"duration_ms":1,"version":3,"response":[${Array(count).fill('1e20').join(',')}]}}`;
+    assert.ok(body.length < maxResponseBytes / 4, 'the frame itself is well under the limit');
+    guest.sendRaw(frame(Buffer.from(body)));
+    assert.equal((await pending).error?.type, 'ResponseTooLarge');
+  });
+
+  test('a response nested deeper than 512 levels is ResponseTooDeep, not a violation', async () => {
+    const guest = fakeGuest();
+    const deep = invoke(guest.channel);
+    const body = `{"id":1,"ok":true,"result":{"status":"success","error":null,"logs":[],"duration_ms":1,"version":3,"response":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
+    guest.sendRaw(frame(Buffer.from(body)));
+    const result = await deep;
+    assert.equal(result.error?.type, 'ResponseTooDeep');
+    assert.equal(result.response, null);
+    const shallow = invoke(guest.channel);
+    guest.send({ id: 2, ok: true, result: invokeResult({ response: JSON.parse(`${'['.repeat(512)}${']'.repeat(512)}`) }) });
+    assert.equal((await shallow).status, 'success', '512 levels pass');
+    assert.equal(guest.channel.closed, false);
+  });
+
+  test('an error result carrying a response is a violation (it would dodge the limits)', async () => {
+    const guest = fakeGuest();
+    const pending = invoke(guest.channel);
+    const error = { type: 'Error', message: 'no', stack: '' };
+    guest.send({ id: 1, ok: true, result: invokeResult({ status: 'error', error, response: 'x'.repeat(1000) }) });
+    await assertViolation(pending, guest.channel, /error result carries a response/);
+  });
+
+  test('error texts are kept to 64 Ki characters each', async () => {
+    const guest = fakeGuest();
+    const pending = invoke(guest.channel);
+    const error = { type: 'Error', message: 'm'.repeat(1_000_000), stack: 's'.repeat(70_000) };
+    guest.send({ id: 1, ok: true, result: invokeResult({ status: 'error', error, response: null }) });
+    const result = await pending;
+    assert.equal(result.error?.message.length, 64 * 1024 + '... [truncated]'.length);
+    assert.ok(result.error?.stack.endsWith('... [truncated]'));
+  });
+
   test('multi-byte characters count as UTF-8 bytes', async () => {
     const guest = fakeGuest();
     const pending = invoke(guest.channel);
@@ -202,6 +244,15 @@ describe('console ring', () => {
     ring.push(Buffer.alloc(5000, 'z'));
     assert.equal(ring.tail(10), 'z'.repeat(10));
     assert.equal(ring.size, 1000);
+  });
+
+  test('a flood of one-byte chunks (a UART) keeps exactly the last bytes, in order, in the preallocated ring', () => {
+    const ring = new ConsoleRing(4096);
+    const text = Array.from({ length: 20_000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+    for (const char of text) ring.push(Buffer.from(char));
+    assert.equal(ring.size, 4096);
+    assert.equal(ring.tail(4096), text.slice(-4096));
+    assert.equal(ring.tail(7), text.slice(-7));
   });
 });
 

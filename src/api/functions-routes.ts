@@ -1,6 +1,7 @@
 // /v1/functions: the endpoints of functions-api.md. HTTP only; the domain does the work.
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../functions/errors.js';
+import { nestsDeeperThan } from '../json-depth.js';
 import type { FunctionInput, FunctionService } from '../functions/service.js';
 import { createBody, updateBody } from './schemas.js';
 
@@ -49,17 +50,8 @@ function eventOf(body: unknown): unknown {
   if (body === undefined || body === null) return {};
   if (typeof body !== 'object' || Array.isArray(body)) throw invalid('the body must be a JSON object like {"event": {...}}');
   const event = 'event' in body ? (body as { event: unknown }).event : body;
-  if (deeperThan(event, maxEventDepth)) throw invalid(`the event nests deeper than ${maxEventDepth} levels`);
+  if (nestsDeeperThan(event, maxEventDepth)) throw invalid(`the event nests deeper than ${maxEventDepth} levels`);
   return event;
-}
-
-/** Whether arrays/objects nest more than `levels` deep; recurses at most `levels` frames. */
-function deeperThan(value: unknown, levels: number): boolean {
-  if (value === null || typeof value !== 'object') return false;
-  if (levels === 0) return true;
-  if (Array.isArray(value)) return value.some((item) => deeperThan(item, levels - 1));
-  for (const key in value) if (deeperThan((value as Record<string, unknown>)[key], levels - 1)) return true;
-  return false;
 }
 
 function queryInt(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {

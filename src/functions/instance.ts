@@ -134,7 +134,8 @@ export class FunctionInstance {
         return failure('error', error.info.type, error.info.message, cold, this.deployment);
       }
       if (error instanceof ChannelClosedError && vm) {
-        const reason = (await failureOf(vm, 1000)) ?? error.message;
+        // The VM reports its failure after QEMU exits (500 ms grace) and its console is drained (500 ms at most).
+        const reason = (await failureOf(vm, 2000)) ?? error.message;
         if (reason.startsWith(outOfMemory)) {
           const limit = this.deployment?.spec.memoryMb;
           return failure('error', 'OutOfMemory', `the function ran out of memory (memory_mb: ${limit}); its VM was replaced`, cold, this.deployment);

@@ -1,4 +1,5 @@
 // Size limits the host enforces on what a guest returns, whatever the agent claims to have checked.
+import { nestsDeeperThan } from '../json-depth.js';
 import type { ErrorInfo, InvokeResult } from './protocol.js';
 
 /**
@@ -17,11 +18,26 @@ function responseTooLarge(bytes: number): ErrorInfo {
 }
 
 /**
- * An invoke result whose response is over the limit becomes status `error` (ResponseTooLarge). A frame no
- * bigger than the limit cannot carry a bigger response, so only large frames pay for re-serialising it.
+ * Re-serialising can grow a JSON text at most ~5.3 times (`1e20` becomes `100000000000000000000`), so a frame
+ * under limit / 6 cannot carry a response over the limit: only larger frames pay for measuring it.
+ */
+const measureAboveFrameBytes = Math.floor(maxResponseBytes / 6);
+
+/** Responses nest at most this deep, like events: deeper ones overflow the stack of the HTTP reply's JSON.stringify. */
+export const maxResponseDepth = 512;
+
+/**
+ * An invoke result whose response is over the size or depth limit becomes status `error` (ResponseTooLarge,
+ * ResponseTooDeep): the handler's doing, recorded like any error; the VM keeps serving.
  */
 export function limitResponse(result: InvokeResult, frameBytes: number): InvokeResult {
-  if (frameBytes <= maxResponseBytes || result.status !== 'success') return result;
+  if (result.status !== 'success') return result;
+  // Nesting 512 deep takes over 1 KiB of brackets: small frames skip the walk.
+  if (frameBytes > 2 * maxResponseDepth && nestsDeeperThan(result.response, maxResponseDepth)) {
+    const message = `the handler's response nests deeper than ${maxResponseDepth} levels`;
+    return { ...result, status: 'error', response: null, error: { type: 'ResponseTooDeep', message, stack: '' } };
+  }
+  if (frameBytes <= measureAboveFrameBytes) return result;
   const bytes = Buffer.byteLength(JSON.stringify(result.response) ?? 'null');
   if (bytes <= maxResponseBytes) return result;
   return { ...result, status: 'error', response: null, error: responseTooLarge(bytes) };

@@ -47,13 +47,16 @@ function nullable<T>(check: (value: unknown, what: string) => T): (value: unknow
   return (value, what) => (value === null ? null : check(value, what));
 }
 
+/** Error texts are stored with every invocation record: each is kept to this many characters. */
+export const maxErrorChars = 64 * 1024;
+
 export function errorInfo(value: unknown, what = 'error'): ErrorInfo {
   const fields = record(value, what);
-  return {
-    type: string(fields.type, `${what}.type`),
-    message: string(fields.message, `${what}.message`),
-    stack: string(fields.stack, `${what}.stack`),
+  const text = (field: unknown, name: string) => {
+    const full = string(field, `${what}.${name}`);
+    return full.length <= maxErrorChars ? full : `${full.slice(0, maxErrorChars)}... [truncated]`;
   };
+  return { type: text(fields.type, 'type'), message: text(fields.message, 'message'), stack: text(fields.stack, 'stack') };
 }
 
 function logs(value: unknown, what: string): string[] {
@@ -131,6 +134,8 @@ function invoke(value: unknown, frameBytes: number): InvokeResult {
   if ((result.status === 'success') !== (result.error === null)) {
     throw new ProtocolViolation('invoke status and error disagree');
   }
+  // Both agents send null with an error; anything else would dodge the response limits, which skip errors.
+  if (result.status === 'error' && result.response !== null) throw new ProtocolViolation('an error result carries a response');
   return limitResponse(result, frameBytes);
 }
 

@@ -6,12 +6,16 @@ import type { Socket } from 'node:net';
 export const consoleRingBytes = 1024 * 1024;
 
 export class ConsoleRing {
-  private chunks: Buffer[] = [];
-  private kept = 0;
+  // One preallocated buffer written round and round: memory is the capacity, however the guest writes
+  // (a UART delivers bytes in tiny chunks, and a list of them would cost far more than their bytes).
+  private readonly ring: Buffer;
+  private end = 0; // where the next byte goes
   private total = 0;
   private ended: Promise<void> = Promise.resolve();
 
-  constructor(private readonly capacity = consoleRingBytes) {}
+  constructor(private readonly capacity = consoleRingBytes) {
+    this.ring = Buffer.alloc(capacity);
+  }
 
   /** Bytes the guest wrote in all (the ring keeps only the last `capacity`). */
   get received(): number {
@@ -20,33 +24,26 @@ export class ConsoleRing {
 
   /** Bytes held now: never more than the capacity. */
   get size(): number {
-    return this.kept;
+    return Math.min(this.total, this.capacity);
   }
 
   push(chunk: Buffer): void {
     this.total += chunk.length;
-    // Copy only what is kept: a socket chunk may be a view of a much larger buffer.
-    const piece = Buffer.from(chunk.subarray(Math.max(0, chunk.length - this.capacity)));
-    this.chunks.push(piece);
-    this.kept += piece.length;
-    while (this.kept > this.capacity) {
-      const first = this.chunks[0]!;
-      const excess = this.kept - this.capacity;
-      if (first.length <= excess) {
-        this.chunks.shift();
-        this.kept -= first.length;
-      } else {
-        this.chunks[0] = first.subarray(excess);
-        this.kept -= excess;
-      }
+    let piece = chunk.subarray(Math.max(0, chunk.length - this.capacity));
+    while (piece.length > 0) {
+      const copied = piece.copy(this.ring, this.end);
+      this.end = (this.end + copied) % this.capacity;
+      piece = piece.subarray(copied);
     }
   }
 
   /** The last `bytes` bytes as text (a character cut at the start becomes U+FFFD). */
   tail(bytes: number): string {
-    const all = Buffer.concat(this.chunks, this.kept);
-    this.chunks = all.length ? [all] : [];
-    return all.subarray(Math.max(0, all.length - bytes)).toString('utf8');
+    const size = this.size;
+    const ordered = size < this.capacity
+      ? this.ring.subarray(0, size)
+      : Buffer.concat([this.ring.subarray(this.end), this.ring.subarray(0, this.end)]);
+    return ordered.subarray(Math.max(0, ordered.length - bytes)).toString('utf8');
   }
 
   /** Reads `socket` until it closes; its errors only end the reading (the console is not the VM's lifeline). */

@@ -23,61 +23,64 @@ export const roundTrip = (s: ClockSample) => s.receivedMs - s.sentMs;
 /** Guest minus host at the ping's midpoint; the true offset is within roundTrip/2 (+1 ms of rounding) of it. */
 export const offsetOf = (s: ClockSample) => s.guestMs - (s.sentMs + s.receivedMs) / 2;
 
-/** Wall-clock sample: Date.now() on both sides, the clocks users read. */
-export async function sampleWallClock(channel: GuestChannel, timeoutMs: number): Promise<ClockSample> {
-  const sentMs = Date.now();
-  const pong = await channel.request('ping', {}, timeoutMs);
-  return { sentMs, receivedMs: Date.now(), guestMs: pong.time_ms };
-}
-
-/** A round trip this short pins the offset down well enough: no need to ping again. */
-const goodRoundTripMs = 4;
+type GuestClock = 'wall' | 'monotonic';
 
 /**
- * The lowest-round-trip of up to `tries` wall-clock samples. Right after a restore the guest runs slowly (TCG
- * translates its code afresh, pages fault in), so a single ping can be tens of ms late either way.
+ * One ping. `wall`: Date.now() on both sides, the clocks users read; `monotonic`: the host's performance.now()
+ * against the guest's CLOCK_MONOTONIC, which no clock step touches (for rates).
  */
-export async function bestWallSample(channel: GuestChannel, tries: number, timeoutMs: number): Promise<ClockSample> {
-  let best = await sampleWallClock(channel, timeoutMs);
-  for (let i = 1; i < tries && roundTrip(best) > goodRoundTripMs; i++) {
-    const sample = await sampleWallClock(channel, timeoutMs);
-    if (roundTrip(sample) < roundTrip(best)) best = sample;
+async function sample(channel: GuestChannel, clock: GuestClock, timeoutMs: number): Promise<ClockSample> {
+  const now = clock === 'wall' ? Date.now : () => performance.now();
+  const sentMs = now();
+  const pong = await channel.request('ping', {}, timeoutMs);
+  return { sentMs, receivedMs: now(), guestMs: clock === 'wall' ? pong.time_ms : pong.monotonic_ms };
+}
+
+export const sampleWallClock = (channel: GuestChannel, timeoutMs: number) => sample(channel, 'wall', timeoutMs);
+
+/**
+ * The lowest-round-trip of up to `tries` samples, stopping early at one of `goodEnoughMs` or less. Right after
+ * a restore the guest runs slowly (TCG translates its code afresh, pages fault in), so a single ping can be
+ * tens of ms late either way.
+ */
+export async function bestSample(
+  channel: GuestChannel,
+  options: { clock: GuestClock; tries: number; timeoutMs: number; goodEnoughMs: number },
+): Promise<ClockSample> {
+  let best = await sample(channel, options.clock, options.timeoutMs);
+  for (let i = 1; i < options.tries && roundTrip(best) > options.goodEnoughMs; i++) {
+    const next = await sample(channel, options.clock, options.timeoutMs);
+    if (roundTrip(next) < roundTrip(best)) best = next;
   }
   return best;
 }
 
 /** Steps a guest clock off by more than this (beyond the sample's own uncertainty). */
 const toleranceMs = 2;
-/** Samples with a longer round trip say too little about the offset to act on. */
-const maxRoundTripMs = 200;
+/**
+ * A sample with a longer round trip pins the offset down only to half of it: too loose to act on, given that
+ * the promise is 50 ms (a step decided on such a sample leaves at most 40/2 + 1 + 2 + 20 ms of error).
+ */
+export const usableRoundTripMs = 40;
 
 /**
  * Corrects the guest's wall clock from a sample if it is clearly off. Returns the offset it corrected, or
- * null if none was needed (or the sample was too uncertain).
+ * null if none was needed (or the sample was too uncertain to act on).
  */
 export async function discipline(channel: GuestChannel, sample: ClockSample): Promise<number | null> {
   const offset = offsetOf(sample);
   const rtt = roundTrip(sample);
-  if (rtt > maxRoundTripMs || Math.abs(offset) <= rtt / 2 + 1 + toleranceMs) return null;
+  if (rtt > usableRoundTripMs || Math.abs(offset) <= rtt / 2 + 1 + toleranceMs) return null;
   await channel.request('clock', { adjust_ms: -offset }, 10_000);
   return offset;
 }
 
 /**
- * The guest's clock rate relative to the host's (1 = right), from the lowest-round-trip of a few pings at
- * each end of `windowMs`, on CLOCK_MONOTONIC (which no clock step touches). `uncertainty` bounds the error.
+ * The guest's clock rate relative to the host's (1 = right), from the lowest-round-trip of 16 pings at each
+ * end of `windowMs`, on CLOCK_MONOTONIC. `uncertainty` bounds the error.
  */
 export async function measureClockRate(channel: GuestChannel, windowMs: number): Promise<{ ratio: number; uncertainty: number }> {
-  const best = async (): Promise<ClockSample> => {
-    let chosen: ClockSample | null = null;
-    for (let i = 0; i < 16; i++) {
-      const sentMs = performance.now();
-      const pong = await channel.request('ping', {}, 5000);
-      const sample = { sentMs, receivedMs: performance.now(), guestMs: pong.monotonic_ms };
-      if (!chosen || roundTrip(sample) < roundTrip(chosen)) chosen = sample;
-    }
-    return chosen!;
-  };
+  const best = () => bestSample(channel, { clock: 'monotonic', tries: 16, timeoutMs: 5000, goodEnoughMs: 0 });
   const start = await best();
   await new Promise((resolve) => setTimeout(resolve, windowMs));
   const end = await best();

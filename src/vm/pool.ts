@@ -41,7 +41,8 @@ export class VmPool {
     let vm: Vm | undefined;
     while ((vm = idle.shift())) {
       // It may have waited long: its clock is checked (and corrected) before anything of the caller's runs.
-      if (vm.state === 'running' && (await vm.syncClock().then(() => true, () => false))) break;
+      const ready = vm.state === 'running' && (await vm.syncClock(2000).then(() => true, () => false));
+      if (ready && !this.closed) break;
       void vm.stop();
     }
     this.scheduleRefill(spec);

@@ -9,7 +9,7 @@ import type { PingResult } from '../guest/protocol.js';
 import { ConsoleRing } from './console-ring.js';
 import { killTracked, spawnTracked } from './processes.js';
 import { diagnose } from './diagnose.js';
-import { bestWallSample, discipline, sampleWallClock } from './guest-clock.js';
+import { bestSample, discipline, roundTrip, sampleWallClock, usableRoundTripMs } from './guest-clock.js';
 import { run } from '../exec.js';
 import { qemuArgs, type BootFiles, type GuestMemory, type RunFiles } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
@@ -62,6 +62,7 @@ export class QemuVm {
   private readonly failureListeners: Array<(reason: string) => void> = [];
   private watchdog: NodeJS.Timeout | undefined;
   private checking = false;
+  private clockQueue: Promise<unknown> = Promise.resolve();
   private exited: Promise<void>;
   channel!: GuestChannel;
   private qmp!: QmpClient;
@@ -241,9 +242,25 @@ export class QemuVm {
     await this.syncClock(); // corrects for the time the renew spent in transit
   }
 
-  /** Measures the guest's wall clock against the host's and corrects it if it is off by more than a few ms. */
-  async syncClock(): Promise<void> {
-    await discipline(this.channel, await bestWallSample(this.channel, 8, 10_000));
+  /**
+   * Measures the guest's wall clock against the host's and corrects it if it is off by more than a few ms;
+   * fails if no ping comes back fast enough to tell (a guest that slow is no use to hand out).
+   */
+  syncClock(timeoutMs = 10_000): Promise<void> {
+    return this.clockTurn(async () => {
+      const best = await bestSample(this.channel, { clock: 'wall', tries: 20, timeoutMs, goodEnoughMs: 4 });
+      if (roundTrip(best) > usableRoundTripMs) {
+        throw new VmError(`cannot measure the guest clock: its fastest answer took ${roundTrip(best)} ms`);
+      }
+      await discipline(this.channel, best);
+    });
+  }
+
+  /** Clock corrections are relative steps: two measured at once would apply the same correction twice. */
+  private clockTurn<T>(op: () => Promise<T>): Promise<T> {
+    const turn = this.clockQueue.then(op, op);
+    this.clockQueue = turn.catch(() => {});
+    return turn;
   }
 
   /**
@@ -263,7 +280,7 @@ export class QemuVm {
     // invocations' deadlines' business, not a hang.
     const idle = this.channel.inflight === 0;
     try {
-      await discipline(this.channel, await sampleWallClock(this.channel, idle ? timeoutMs : busyPingMs));
+      await this.clockTurn(async () => discipline(this.channel, await sampleWallClock(this.channel, idle ? timeoutMs : busyPingMs)));
     } catch (error) {
       const stillIdle = this.channel.inflight === 0; // an invocation that began meanwhile may be what delays it
       if (idle && stillIdle && error instanceof ChannelTimeoutError) this.fail(`guest stopped answering: ${error.message}`);

@@ -28,6 +28,7 @@ const resolvConfPath = '/etc/resolv.conf';
 export const deniedByDefault = [
   '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12',
   '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/4', '240.0.0.0/4',
+  '168.63.129.16/32', // Azure's WireServer: a public address that serves the VM's platform configuration
 ] as const;
 
 export interface EgressPolicy {
@@ -140,7 +141,8 @@ export async function ensureSandboxNetwork(
     await run('nft', ['-f', '-'], { input: Buffer.from(ruleset) });
     return sandboxNetnsPath;
   } catch (error) {
-    log(`network isolation unavailable: ${(error as Error).message}`);
-    return null;
+    // Fail closed: as root the operator expects the sandbox, and without it guests reach the host's services.
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot set up the network sandbox for outbound VMs (set FNVM_NETWORK=none to run without outbound networking): ${reason}`);
   }
 }
