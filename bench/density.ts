@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const base = server.url;
   const api = async (path: string, method = 'GET', body?: unknown) => {
     const r = await fetch(base + path, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
-    return r.json() as Promise<any>;
+    return r.json();
   };
   const memBefore = memAvailableMiB();
   let maxVms = 0;

@@ -33,8 +33,6 @@ def handler(event):
 `,
 } as const;
 
-type Runtime = keyof typeof clockCode;
-
 /** Every clock reading a handler took lies within the host's invoke window, give or take the tolerance. */
 function assertClockRight(readings: number[], sentMs: number, receivedMs: number, where: string): void {
   for (const reading of readings) {

@@ -128,7 +128,7 @@ test('outbound HTTP reaches public addresses only; the fnvm API, host services a
 // machine, so this checks the applied rules instead: those nameservers, port 53 only, ahead of the deny list.
 test("the host's nameservers stay reachable on port 53, and only there", async () => {
   const all = nameserversOf(readFileSync('/etc/resolv.conf', 'utf8'));
-  assert.ok(all[0] && !all[0].startsWith('127.'), `the host's first IPv4 nameserver must not be loopback (else functions have no DNS): ${all}`);
+  assert.ok(all[0] && !all[0].startsWith('127.'), `the host's first IPv4 nameserver must not be loopback (else functions have no DNS): ${all.join(',')}`);
   const usable = all.filter((address) => !address.startsWith('127.'));
   const table = (await run('nft', ['list', 'table', 'inet', 'fnvm'])).toString() + await staleRulesetHint();
   const set = /set nameservers \{[^}]*elements = \{([^}]*)\}/.exec(table)?.[1] ?? '';

@@ -15,7 +15,7 @@ export function sendError(error: FastifyError | Error, request: FastifyRequest, 
     void reply.status(statusOf[error.kind]).send({ error: error.message });
     return;
   }
-  const fastifyError = error as FastifyError;
+  const fastifyError: Partial<FastifyError> & Error = error;
   if (fastifyError.validation) {
     void reply.status(400).send({ error: `invalid request: ${fastifyError.message}` });
     return;

@@ -49,7 +49,7 @@ export const maxEventDepth = 512;
 function eventOf(body: unknown): unknown {
   if (body === undefined || body === null) return {};
   if (typeof body !== 'object' || Array.isArray(body)) throw invalid('the body must be a JSON object like {"event": {...}}');
-  const event = 'event' in body ? (body as { event: unknown }).event : body;
+  const event = 'event' in body ? body.event : body;
   if (nestsDeeperThan(event, maxEventDepth)) throw invalid(`the event nests deeper than ${maxEventDepth} levels`);
   return event;
 }

@@ -263,6 +263,7 @@ export class FunctionInstance {
       if (this.target !== replacement || this.deleted) return;
       this.target = null;
       this.events.onVm(null);
+      // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
       this.events.onBroken(`no VM could be started (${reason}): ${(error as Error).message}`);
     });
     return replacement;

@@ -145,6 +145,7 @@ export class FunctionService {
           await instance.reload(this.deployment(next));
         } catch (error) {
           if (error instanceof LoadError) throw invalid(`the new code does not load: ${error.message}`);
+          // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
           throw unavailable(`could not apply the update: ${(error as Error).message}`);
         }
         return this.save(id, { ...patch, version: next.version });
@@ -268,6 +269,7 @@ export class FunctionService {
   private scheduleDeploy(id: string): void {
     const instance = this.instance(id);
     instance.exclusive(() => this.deploys.run(() => this.deploy(id, instance))).catch((error: unknown) => {
+      // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
       this.options.log(`function ${id}: deploy bookkeeping failed: ${(error as Error).message}`);
     });
   }
@@ -283,6 +285,7 @@ export class FunctionService {
       await this.save(id, { state: 'ready', error: null });
     } catch (error) {
       if (error instanceof DeletedError || !this.records.has(id)) return;
+      // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
       const reason = error instanceof LoadError ? error.message : `deployment failed: ${(error as Error).message}`;
       this.options.log(`function ${id}: ${reason}`);
       await this.save(id, { state: 'error', error: reason, ...this.vmFields(null) });
@@ -374,8 +377,9 @@ function checkFields(input: FunctionInput): CheckedFields {
 function changes(current: FunctionRecord, fields: CheckedFields): FunctionPatch {
   const patch: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(fields)) {
+    // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- keys checkFields set
     const before = current[key as keyof FunctionRecord];
     if (JSON.stringify(before) !== JSON.stringify(value)) patch[key] = value;
   }
-  return patch as FunctionPatch;
+  return patch;
 }

@@ -65,9 +65,10 @@ function logs(value: unknown, what: string): string[] {
   const lines: string[] = [];
   let chars = 0;
   for (const line of value) {
-    chars += string(line, `${what} entry`).length;
+    const text = string(line, `${what} entry`);
+    chars += text.length;
     if (chars > maxLogChars) throw new ProtocolViolation(`${what} exceed ${maxLogChars} characters`);
-    lines.push(line);
+    lines.push(text);
   }
   return lines;
 }

@@ -24,7 +24,7 @@ function DeployStatus({ fn, since, onTestInvoke }: { fn: FunctionRecord; since: 
     );
   }
   if (!inProgress(fn.state) && since === null) return null;
-  const current = steps.indexOf(fn.state as (typeof steps)[number]);
+  const current = steps.indexOf(fn.state);
   const took = fn.state === 'ready' && since ? (Date.parse(fn.updated_at) - Date.parse(since)) / 1000 : null;
   return (
     <div className={`deploy ${fn.state === 'ready' ? 'deploy-done' : 'deploy-running'}`} role="status" aria-live="polite" data-testid="deploy-status">
@@ -138,6 +138,7 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
 
   useEffect(() => {
     if (fn) document.title = `${fn.name} · fnvm`;
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- on a new name, not on every update of `fn`
   }, [fn?.name]);
 
   // /functions/{id}#invoke and #history (the list's Invoke and Logs buttons) land on that section.
@@ -153,6 +154,7 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   const initial = useMemo<FunctionInput | null>(
     () => fn && { name: fn.name, runtime: fn.runtime, code: fn.code, handler: fn.handler, vcpu: fn.vcpu,
       memory_mb: fn.memory_mb, timeout_seconds: fn.timeout_seconds, env_vars: fn.env_vars },
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- on new settings, not on every update of `fn` (state, vm)
     [fn?.name, fn?.runtime, fn?.code, fn?.handler, fn?.vcpu, fn?.memory_mb, fn?.timeout_seconds, JSON.stringify(fn?.env_vars)],
   );
 
