@@ -65,7 +65,7 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
   const kernelCmdline = (spec: VmSpec) => qemuKernelCmdline(spec, tsc?.khz ?? null);
   const log = options.log ?? (() => {});
 
-  const launch = (spec: VmSpec) => QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec) });
+  const launch = async (spec: VmSpec) => QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec) });
   let calibration: Promise<unknown> = Promise.resolve();
 
   /** Boots; until the TSC setting is verified on this host, boots one at a time and measure the clock. */
