@@ -1,6 +1,7 @@
 // Faults provoked for real: runaway handlers, memory exhaustion, crashing runtimes, concurrency, idle VMs.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type { Vm } from '../src/vm/driver.js';
 import { liveProcessCount } from '../src/vm/processes.js';
 import { startTestServer, waitForState, type TestServer } from './support/server.js';
 
@@ -149,6 +150,137 @@ describe('scale to zero', () => {
       assert.equal(logs[1].cold_start, false);
       assert.notEqual((await idle.api(`/v1/functions/${fn.id}`)).body.item.vm_id, null);
     } finally {
+      await idle.stop();
+    }
+  });
+});
+
+describe('a VM lost at a lifecycle step', () => {
+  /** Wraps the server's pool: `before` runs ahead of each take (throw to fail it); every VM handed out is kept. */
+  function tapPool(server: TestServer, before: () => Promise<void>): { taken: Vm[]; restore(): void } {
+    const pool = server.server.pool;
+    const take = pool.take.bind(pool);
+    const taken: Vm[] = [];
+    pool.take = async (spec) => {
+      await before();
+      const got = await take(spec);
+      taken.push(got.vm);
+      return got;
+    };
+    return { taken, restore: () => { pool.take = take; } };
+  }
+
+  /**
+   * Polls the function until stop(): whether its `error` ever named the injected failure while its state stayed
+   * ready; stop() waits (10 s at most) for `error` to be cleared.
+   */
+  function watchError(server: TestServer, id: string): { stop(): Promise<boolean> } {
+    let seen = false;
+    let watching = true;
+    const polling = (async () => {
+      while (watching) {
+        const item = (await server.api(`/v1/functions/${id}`)).body.item;
+        if (/injected/.test(item.error ?? '')) {
+          seen = true;
+          assert.equal(item.state, 'ready', 'a function that retries stays ready');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    })();
+    return {
+      async stop() {
+        await until('`error` cleared', async () => (await server.api(`/v1/functions/${id}`)).body.item.error === null, 10_000);
+        watching = false;
+        await polling;
+        return seen;
+      },
+    };
+  }
+
+  /** The server's pool refuses the next `refuse` takes. */
+  function refusingPool(server: TestServer): { refuse: number; restore(): void } {
+    const refusing = { refuse: 0, restore: () => {} };
+    refusing.restore = tapPool(server, async () => {
+      if (refusing.refuse > 0) {
+        refusing.refuse--;
+        throw new Error('no VM for you (injected)');
+      }
+    }).restore;
+    return refusing;
+  }
+
+  const gone = (vm: Vm) => vm.state === 'stopped' || vm.state === 'failed';
+
+  async function until(what: string, condition: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!(await condition())) {
+      assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  test('move: the old VM dies while the new one is acquired; the new version serves, nothing else runs', async () => {
+    let old: Vm | undefined;
+    const tap = tapPool(fnvm, async () => {
+      const dying = old;
+      if (!dying) return;
+      old = undefined; // once: a later take (the new VM's replacement, say) goes through
+      assert.ok(dying.pid, 'the old VM has a process');
+      process.kill(dying.pid, 'SIGKILL');
+      await until('the old VM to be reported failed', () => dying.failure !== null);
+    });
+    try {
+      const fn = await deploy(fnvm, { name: 'lost-mid-move', runtime: 'node', code: 'exports.handler = () => "v1"' });
+      old = tap.taken.find((vm) => vm.id === fn.vm_id);
+      assert.ok(old, 'the deploy took its VM from the pool');
+      const moved = await fnvm.api('/v1/functions/lost-mid-move', { method: 'PUT', body: { memory_mb: 384, code: 'exports.handler = () => "v2"' } });
+      assert.equal(moved.status, 200, JSON.stringify(moved.body));
+      const result = await invoke(fnvm, 'lost-mid-move');
+      assert.equal(result.body.response, 'v2', JSON.stringify(result.body));
+      assert.equal(result.body.version, 2);
+      const item = (await fnvm.api('/v1/functions/lost-mid-move')).body.item;
+      const serving = tap.taken.find((vm) => vm.id === item.vm_id);
+      assert.ok(serving && serving.state === 'running', 'the store names the running VM');
+      assert.equal(serving.spec.memoryMb, 384);
+      await until('every other VM to stop', () => tap.taken.every((vm) => vm === serving || gone(vm)), 10_000);
+    } finally {
+      tap.restore();
+    }
+  });
+
+  test('recycle: the replacement cannot be had at first; retried, `error` says why meanwhile, then cleared', async () => {
+    const tap = refusingPool(fnvm);
+    try {
+      const fn = await deploy(fnvm, { name: 'hard-to-replace', runtime: 'node', code: 'exports.handler = (e) => { if (e.die) process.exit(3); return "alive"; }' });
+      tap.refuse = 2;
+      const watch = watchError(fnvm, fn.id);
+      await invoke(fnvm, 'hard-to-replace', { die: true });
+      const next = await invoke(fnvm, 'hard-to-replace');
+      assert.equal(next.body.response, 'alive', JSON.stringify(next.body));
+      assert.ok(await watch.stop(), '`error` said why while it retried');
+      const item = (await fnvm.api(`/v1/functions/${fn.id}`)).body.item;
+      assert.equal(item.state, 'ready');
+      assert.equal(item.error, null);
+    } finally {
+      tap.restore();
+    }
+  });
+
+  test('wake: the pool fails twice; the invocation waits through the retries and succeeds', async () => {
+    const idle = await startTestServer({ idleSeconds: 1 });
+    const tap = refusingPool(idle);
+    try {
+      const fn = await deploy(idle, { name: 'hard-to-wake', runtime: 'node', code: 'exports.handler = () => "awake"' });
+      await until('sleep', async () => (await idle.api(`/v1/functions/${fn.id}`)).body.item.vm_id === null);
+      tap.refuse = 2;
+      const watch = watchError(idle, fn.id);
+      const result = await invoke(idle, 'hard-to-wake');
+      assert.equal(result.status, 200, JSON.stringify(result.body));
+      assert.equal(result.body.response, 'awake');
+      assert.equal(result.body.cold_start, true);
+      assert.ok(await watch.stop(), '`error` said why while it retried');
+    } finally {
+      tap.restore();
       await idle.stop();
     }
   });

@@ -1,5 +1,8 @@
 // The running side of one function: which VM serves it, loading code into it, invoking it, and replacing
-// the VM when it dies or overruns a deadline. Operations that change the VM are serialised.
+// the VM when it dies or overruns a deadline. Its life is one state machine: every change goes through
+// `transition`, which refuses any pair the table below does not list and does the bookkeeping (events,
+// timers, stopping the VM a state drops) in one place. Operations that start VMs are serialised; a VM
+// failure only changes the state, and a replacement reads the state when it runs, never a stale copy.
 import { randomBytes } from 'node:crypto';
 import { ChannelClosedError, ChannelTimeoutError, GuestProtocolError, GuestRequestError } from '../guest/channel.js';
 import type { ErrorInfo, InvokeResult } from '../guest/protocol.js';
@@ -10,6 +13,9 @@ import { specKey, type VmSpec } from '../vm/spec.js';
 
 /** An idle VM is pinged this often; no answer in time means its guest hung, and it is replaced. */
 export const watchdog = { intervalMs: 15_000, timeoutMs: 10_000 } as const;
+
+/** A replacement VM that cannot be started is tried again after firstMs, doubling up to maxMs, until deleted. */
+export const retryBackoff = { firstMs: 500, maxMs: 30_000 };
 
 /** Everything a VM needs to serve one version of a function. */
 export interface Deployment {
@@ -42,35 +48,83 @@ export class DeletedError extends Error {
   override name = 'DeletedError';
 }
 
+/** A transition the state machine does not allow: a bug in the caller, never a runtime condition. */
+export class InvalidTransitionError extends Error {
+  override name = 'InvalidTransitionError';
+}
+
 export interface InstanceEvents {
   /** The VM serving the function changed (null: none). */
   onVm(vm: Vm | null): void;
-  /** The VM was lost and could not be replaced. */
-  onBroken(reason: string): void;
+  /** No VM could be started and another try is scheduled (the reason), or one finally was (null). */
+  onRetrying(reason: string | null): void;
   log(message: string): void;
 }
 
+/** What FunctionInstance needs of the warm pool (tests pass a fake). */
+export type VmSupply = Pick<VmPool, 'take'>;
+
+export type InstanceState =
+  /** Nothing deployed yet. */
+  | { kind: 'idle' }
+  /** A first deployment (or one after a failed one) is getting its VM. */
+  | { kind: 'starting'; deployment: Deployment }
+  | { kind: 'serving'; vm: Vm; deployment: Deployment }
+  /**
+   * `to` is being loaded into a new VM while `vm` (if it is still alive) serves `deployment`; `lost` says why
+   * the old VM went, if it did: then a failed move falls back to a replacement rather than to sleep.
+   */
+  | { kind: 'moving'; vm: Vm | null; deployment: Deployment; to: Deployment; lost: string | null }
+  /** The VM is gone (failure, overrun, wake); a new one is being started, and retried while that fails. */
+  | { kind: 'replacing'; deployment: Deployment; reason: string; attempt: number; lastError: string | null }
+  /** Scaled to zero: no VM; the next invocation wakes the function. */
+  | { kind: 'asleep'; deployment: Deployment }
+  /** The deployment failed; only a new deployment leaves this state. */
+  | { kind: 'broken'; deployment: Deployment; reason: string }
+  | { kind: 'deleted' };
+
+type Kind = InstanceState['kind'];
+type Replacing = Extract<InstanceState, { kind: 'replacing' }>;
+
+/** Every allowed (from, to) pair; anything else throws InvalidTransitionError. */
+export const transitions: Readonly<Record<Kind, readonly Kind[]>> = {
+  idle: ['starting', 'deleted'],
+  starting: ['serving', 'broken', 'deleted'],
+  serving: ['serving', 'moving', 'replacing', 'asleep', 'deleted'], // serving -> serving: a hot reload
+  moving: ['moving', 'serving', 'replacing', 'asleep', 'deleted'], // moving -> moving: the old VM was lost
+  replacing: ['replacing', 'serving', 'moving', 'deleted'], // replacing -> replacing: a failed try
+  asleep: ['replacing', 'moving', 'deleted'],
+  broken: ['starting', 'deleted'],
+  deleted: [],
+};
+
 export class FunctionInstance {
-  /** The VM that serves (or will serve) invocations; null when there is none. */
-  private target: Promise<Vm> | null = null;
-  private targetReady = false;
-  private deployment: Deployment | null = null;
+  private current: InstanceState = { kind: 'idle' };
   private chain: Promise<unknown> = Promise.resolve();
-  private deleted = false;
-  /** Scaled to zero: no VM, but the deployment is kept and the next invocation wakes the function. */
-  private asleep = false;
-  /** The VM `target` resolved to, once it did (null while a replacement is starting). */
-  private serving: Vm | null = null;
   private idleTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Called on the next transition (invocations waiting for a VM). */
+  private waiters: Array<() => void> = [];
+  /** VMs being loaded, not yet in any state: stop() stops them so a long load cannot outlive a deletion. */
+  private readonly unattached = new Set<Vm>();
+  /** Old VMs finishing their in-flight calls after a move, and stops under way: awaited by stop(). */
+  private readonly draining = new Set<Vm>();
+  private readonly stopping = new Set<Promise<void>>();
+  /** onRetrying(reason) was reported and not yet cleared. */
+  private troubled = false;
   inflight = 0;
 
   constructor(
     readonly functionId: string,
-    private readonly pool: VmPool,
+    private readonly pool: VmSupply,
     private readonly events: InstanceEvents,
     /** Idle time after which the VM is stopped (0: never). */
     private readonly idleMs: number,
   ) {}
+
+  get state(): Readonly<InstanceState> {
+    return this.current;
+  }
 
   /** Runs `op` after every earlier VM-changing operation on this function has finished. */
   exclusive<T>(op: () => Promise<T>): Promise<T> {
@@ -81,72 +135,131 @@ export class FunctionInstance {
 
   /** A VM from the pool with the deployment loaded; `phase` reports booting/deploying. */
   async deploy(deployment: Deployment, phase: (p: 'booting' | 'deploying', vm?: Vm) => Promise<void>): Promise<void> {
-    await phase('booting');
-    const vm = await this.acquire(deployment);
-    await this.loadOrStop(vm, deployment, () => phase('deploying', vm));
-    await this.attach(vm, deployment);
+    this.checkLive();
+    this.transition({ kind: 'starting', deployment });
+    try {
+      await phase('booting');
+      const vm = await this.startVm(deployment, (started) => phase('deploying', started));
+      await this.adopt(vm, deployment, 'starting');
+    } catch (error) {
+      if (this.current.kind === 'starting') this.transition({ kind: 'broken', deployment, reason: messageOf(error) });
+      throw error;
+    }
   }
 
   /** New code/handler/env into the running VM: atomic swap in the agent, in-flight calls finish on the old code. */
   async reload(deployment: Deployment): Promise<void> {
-    const current = this.deployment;
-    if (!this.target || !current || specKey(current.spec) !== specKey(deployment.spec)) {
-      return this.move(deployment);
-    }
-    const vm = await this.target;
-    await this.load(vm, deployment);
-    this.deployment = deployment;
+    const state = this.current;
+    if (state.kind !== 'serving' || specKey(state.deployment.spec) !== specKey(deployment.spec)) return this.move(deployment);
+    await this.load(state.vm, deployment);
+    // Its VM failed (and is being replaced with what it ran) or the function was deleted: the update did not happen.
+    if (this.current !== state) throw new ChannelClosedError('the function VM stopped while the new code loaded');
+    this.transition({ kind: 'serving', vm: state.vm, deployment });
   }
 
   /** A VM of a new shape: loaded and switched to once ready; the old one drains, then stops. */
-  async move(deployment: Deployment): Promise<void> {
-    const vm = await this.acquire(deployment);
-    await this.loadOrStop(vm, deployment);
-    const old = this.target;
-    await this.attach(vm, deployment);
-    if (old) old.then((oldVm) => this.drain(oldVm)).catch(() => {}); // a dead old VM needs no draining
+  async move(to: Deployment): Promise<void> {
+    this.checkLive();
+    const state = this.current;
+    if (state.kind !== 'serving' && state.kind !== 'asleep' && state.kind !== 'replacing') {
+      throw new ChannelClosedError(`the function cannot move while ${state.kind}`);
+    }
+    this.transition({
+      kind: 'moving',
+      vm: state.kind === 'serving' ? state.vm : null,
+      deployment: state.deployment,
+      to,
+      lost: state.kind === 'replacing' ? state.reason : null,
+    });
+    let vm: Vm;
+    try {
+      vm = await this.startVm(to);
+    } catch (error) {
+      this.moveFailed();
+      throw error;
+    }
+    await this.adopt(vm, to, 'moving');
+  }
+
+  /** Back to what the function had before a move that failed: its old VM, a replacement for it, or sleep. */
+  private moveFailed(): void {
+    const state = this.current;
+    if (state.kind !== 'moving') return; // deleted meanwhile
+    if (state.vm) this.transition({ kind: 'serving', vm: state.vm, deployment: state.deployment });
+    else if (state.lost !== null) this.replace(state.deployment, state.lost);
+    else this.transition({ kind: 'asleep', deployment: state.deployment });
   }
 
   async invoke(requestId: string, event: unknown, timeoutMs: number, waitMs: number): Promise<InvokeOutcome> {
-    if (!this.target && this.asleep) this.wake();
-    const target = this.target;
-    if (!target) throw new ChannelClosedError('the function has no VM');
-    const cold = !this.targetReady;
+    this.wake();
+    const cold = serving(this.current) === null;
     this.inflight++;
     clearTimeout(this.idleTimer);
-    let vm: Vm | undefined;
+    let target: { vm: Vm; deployment: Deployment } | undefined;
     try {
-      vm = await withDeadline(target, waitMs, 'the function VM is not ready yet');
+      target = await this.servingVm(waitMs);
+      const { vm } = target;
       const result: InvokeResult = await vm.channel.request('invoke', { request_id: requestId, event, timeout_ms: timeoutMs }, timeoutMs);
       return { ...result, cold_start: cold };
     } catch (error) {
-      if (error instanceof ChannelTimeoutError && vm) {
+      if (!target) throw error;
+      const { vm, deployment } = target;
+      if (error instanceof ChannelTimeoutError) {
         this.recycle(vm, `invocation ${requestId} exceeded its ${timeoutMs} ms timeout`);
-        return failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, this.deployment);
+        return failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, deployment);
       }
-      if (error instanceof GuestProtocolError && vm) {
+      if (error instanceof GuestProtocolError) {
         // Before the generic crash path: a hostile guest could print an OOM message to its console.
         this.recycle(vm, error.message);
-        return failure('error', 'ProtocolError', `the function's VM broke the guest protocol and was replaced: ${error.message}`, cold, this.deployment);
+        return failure('error', 'ProtocolError', `the function's VM broke the guest protocol and was replaced: ${error.message}`, cold, deployment);
       }
       if (error instanceof GuestRequestError) {
         // ok:false to an invoke (an agent that could not reply, e.g. a frame too large): recorded, not a 500.
-        return failure('error', error.info.type, error.info.message, cold, this.deployment);
+        return failure('error', error.info.type, error.info.message, cold, deployment);
       }
-      if (error instanceof ChannelClosedError && vm) {
+      if (error instanceof ChannelClosedError) {
         // The VM reports its failure after QEMU exits (500 ms grace) and its console is drained (500 ms at most).
         const reason = (await failureOf(vm, 2000)) ?? error.message;
         if (reason.startsWith(outOfMemory)) {
-          const limit = this.deployment?.spec.memoryMb;
-          return failure('error', 'OutOfMemory', `the function ran out of memory (memory_mb: ${limit}); its VM was replaced`, cold, this.deployment);
+          const limit = deployment.spec.memoryMb;
+          return failure('error', 'OutOfMemory', `the function ran out of memory (memory_mb: ${limit}); its VM was replaced`, cold, deployment);
         }
-        return failure('error', 'VMCrashed', `the function's VM stopped during the invocation: ${reason}`, cold, this.deployment);
+        return failure('error', 'VMCrashed', `the function's VM stopped during the invocation: ${reason}`, cold, deployment);
       }
       throw error;
     } finally {
       this.inflight--;
       if (this.inflight === 0) this.armIdleTimer();
     }
+  }
+
+  /** The VM serving now, or the one a deploy, move or replacement under way yields within `waitMs`. */
+  private async servingVm(waitMs: number): Promise<{ vm: Vm; deployment: Deployment }> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const state = this.current;
+      const target = serving(state);
+      if (target) return target;
+      if (state.kind !== 'starting' && state.kind !== 'moving' && state.kind !== 'replacing') {
+        throw new ChannelClosedError(`the function has no VM (${state.kind})`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        if (state.kind === 'replacing' && state.lastError !== null) throw new ChannelClosedError(state.lastError);
+        throw new ChannelTimeoutError('the function VM is not ready yet');
+      }
+      await this.nextTransition(left);
+    }
+  }
+
+  private nextTransition(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private armIdleTimer(): void {
@@ -156,48 +269,67 @@ export class FunctionInstance {
 
   /** True if invocations can be served: a VM is (or will be) there, or the function sleeps and can wake. */
   get canServe(): boolean {
-    return this.target !== null || this.asleep;
+    const kind = this.current.kind;
+    return kind === 'serving' || kind === 'moving' || kind === 'replacing' || kind === 'asleep';
   }
 
   /** Scale to zero: stop the idle VM; the next invocation gets a fresh one with the same deployment. */
   private hibernate(): Promise<void> {
     return this.exclusive(async () => {
-      const target = this.target;
-      if (!target || this.inflight > 0 || this.deleted || !this.targetReady) return;
-      const vm = await target;
-      this.target = null;
-      this.serving = null;
-      this.asleep = true;
-      this.events.onVm(null);
-      this.events.log(`function ${this.functionId}: idle for ${this.idleMs / 1000} s, VM ${vm.id} stopped`);
-      await vm.stop();
+      const state = this.current;
+      if (state.kind !== 'serving' || this.inflight > 0) return;
+      this.events.log(`function ${this.functionId}: idle for ${this.idleMs / 1000} s, VM ${state.vm.id} stopped`);
+      this.transition({ kind: 'asleep', deployment: state.deployment });
+      await this.settledStops();
     });
   }
 
   private wake(): void {
-    const deployment = this.deployment;
-    if (!deployment) return;
-    this.asleep = false;
-    this.targetReady = false;
-    this.target = this.replaceWith(deployment, 'woken by an invocation');
+    const state = this.current;
+    if (state.kind === 'asleep') this.replace(state.deployment, 'woken by an invocation');
   }
 
+  /** Deletes: stops every VM of the function (draining ones too) and every retry. */
   async stop(): Promise<void> {
-    this.deleted = true;
-    clearTimeout(this.idleTimer);
-    const target = this.target;
-    this.target = null;
-    this.deployment = null;
-    if (target) await target.then((vm) => vm.stop(), () => {});
+    if (this.current.kind !== 'deleted') this.transition({ kind: 'deleted' });
+    for (const vm of [...this.draining, ...this.unattached]) this.release(vm, false);
+    await this.settledStops();
   }
 
-  private async acquire(deployment: Deployment): Promise<Vm> {
-    const { vm } = await this.pool.take(deployment.spec);
-    if (this.deleted) {
+  private async settledStops(): Promise<void> {
+    await Promise.all(this.stopping);
+  }
+
+  private checkLive(): void {
+    if (this.current.kind === 'deleted') throw new DeletedError('function deleted while it was deploying');
+  }
+
+  /** A VM of the pool with `d` loaded, not yet serving; on any failure (or deletion) it is stopped, never leaked. */
+  private async startVm(d: Deployment, beforeLoad?: (vm: Vm) => Promise<void>): Promise<Vm> {
+    const { vm } = await this.pool.take(d.spec);
+    this.unattached.add(vm);
+    try {
+      this.checkLive();
+      await beforeLoad?.(vm);
+      await this.load(vm, d);
+      this.checkLive();
+      if (vm.failure !== null) throw new ChannelClosedError(`VM ${vm.id} failed: ${vm.failure}`);
+      return vm;
+    } catch (error) {
+      await vm.stop();
+      throw error;
+    } finally {
+      this.unattached.delete(vm);
+    }
+  }
+
+  /** Makes a started VM the serving one, if the operation that started it still owns the state. */
+  private async adopt(vm: Vm, deployment: Deployment, expected: Kind): Promise<void> {
+    if (this.current.kind !== expected) {
       await vm.stop();
       throw new DeletedError('function deleted while it was deploying');
     }
-    return vm;
+    this.transition({ kind: 'serving', vm, deployment });
   }
 
   private async load(vm: Vm, d: Deployment): Promise<void> {
@@ -211,68 +343,108 @@ export class FunctionInstance {
     }
   }
 
-  /** Loads `d` into a VM not yet serving; on any failure the VM is stopped, never leaked. */
-  private async loadOrStop(vm: Vm, d: Deployment, before?: () => Promise<void>): Promise<void> {
-    try {
-      await before?.();
-      await this.load(vm, d);
-    } catch (error) {
-      await vm.stop();
-      throw error;
-    }
-  }
-
-  /** Makes `vm` the serving VM, unless the function was deleted meanwhile. */
-  private async attach(vm: Vm, deployment: Deployment): Promise<void> {
-    if (this.deleted) {
-      await vm.stop();
-      throw new DeletedError('function deleted while it was deploying');
-    }
-    vm.startWatchdog(watchdog.intervalMs, watchdog.timeoutMs);
-    this.target = Promise.resolve(vm);
-    this.targetReady = true;
-    this.asleep = false;
-    if (this.inflight === 0) this.armIdleTimer(); // a deployed function that is never invoked sleeps too
-    this.deployment = deployment;
-    this.serving = vm;
-    vm.onFailure((reason) => this.recycle(vm, reason));
-    this.events.onVm(vm);
-  }
-
-  /** Replaces a VM that died or overran a deadline with a fresh one running the same deployment. */
+  /** A VM died or overran a deadline: if it is the one serving, it is stopped and replaced (once). */
   private recycle(vm: Vm, reason: string): void {
-    const deployment = this.deployment;
-    // Only the serving VM is replaced, once: two invocations timing out on it must not start two replacements.
-    if (this.deleted || !deployment || this.serving !== vm) return;
-    this.serving = null;
+    const state = this.current;
+    if (serving(state)?.vm !== vm) return; // already out of service: drained, stopped or never attached
     this.events.log(`function ${this.functionId}: replacing VM ${vm.id}: ${reason}`);
-    void vm.stop();
-    this.targetReady = false;
-    this.target = this.replaceWith(deployment, reason);
+    if (state.kind === 'moving') this.transition({ ...state, vm: null, lost: reason }); // the move yields the replacement
+    else if (state.kind === 'serving') this.replace(state.deployment, reason);
   }
 
-  /** A fresh VM with `deployment` loaded, as the new target; if none can be had the function is broken. */
-  private replaceWith(deployment: Deployment, reason: string): Promise<Vm> {
-    const replacement = this.exclusive(async () => {
-      const fresh = await this.acquire(deployment);
-      await this.loadOrStop(fresh, deployment);
-      await this.attach(fresh, deployment);
-      return fresh;
-    });
-    replacement.catch((error: unknown) => {
-      if (this.target !== replacement || this.deleted) return;
-      this.target = null;
-      this.events.onVm(null);
-      // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
-      this.events.onBroken(`no VM could be started (${reason}): ${(error as Error).message}`);
-    });
-    return replacement;
+  private replace(deployment: Deployment, reason: string): void {
+    this.transition({ kind: 'replacing', deployment, reason, attempt: 0, lastError: null });
   }
 
-  private async drain(vm: Vm): Promise<void> {
-    await vm.channel.idle();
-    await vm.stop();
+  /** One try at a replacement VM, if `state` is still current (a move, deploy or deletion supersedes it). */
+  private async attempt(state: Replacing): Promise<void> {
+    if (this.current !== state) return;
+    let vm: Vm;
+    try {
+      vm = await this.startVm(state.deployment);
+    } catch (error) {
+      if (this.current !== state) return;
+      const retryMs = backoff(state.attempt + 1);
+      const why = `no VM could be started (${state.reason}); retrying in ${retryMs / 1000} s: ${messageOf(error)}`;
+      this.events.log(`function ${this.functionId}: ${why}`);
+      this.transition({ ...state, attempt: state.attempt + 1, lastError: why });
+      this.troubled = true;
+      this.events.onRetrying(why);
+      return;
+    }
+    if (this.current !== state) {
+      await vm.stop();
+      return;
+    }
+    this.transition({ kind: 'serving', vm, deployment: state.deployment });
   }
+
+  /** The one place the state changes: checks the pair, then does what entering and leaving states implies. */
+  private transition(next: InstanceState): void {
+    const from = this.current;
+    if (!transitions[from.kind].includes(next.kind)) {
+      throw new InvalidTransitionError(`function ${this.functionId}: ${from.kind} -> ${next.kind} is not a valid transition`);
+    }
+    this.current = next;
+    const before = serving(from)?.vm ?? null;
+    const after = serving(next)?.vm ?? null;
+    // A VM no state references any more is stopped; after a move the old one first finishes its calls.
+    if (before && before !== after) this.release(before, next.kind === 'serving');
+    if (from.kind === 'replacing') clearTimeout(this.retryTimer);
+    if (next.kind === 'serving' && after !== before) this.attached(next.vm);
+    if (next.kind === 'replacing') {
+      const state = next;
+      const retry = () => this.exclusive(() => this.attempt(state)).catch((error: unknown) => {
+        this.events.log(`function ${this.functionId}: replacement failed: ${messageOf(error)}`); // a bug, not a VM failure
+      });
+      this.retryTimer = setTimeout(() => void retry(), state.attempt === 0 ? 0 : backoff(state.attempt));
+    }
+    if (next.kind === 'asleep') this.events.onVm(null);
+    if (next.kind === 'deleted') clearTimeout(this.idleTimer);
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private attached(vm: Vm): void {
+    vm.startWatchdog(watchdog.intervalMs, watchdog.timeoutMs);
+    vm.onFailure((reason) => this.recycle(vm, reason));
+    if (this.inflight === 0) this.armIdleTimer(); // a deployed function that is never invoked sleeps too
+    this.events.onVm(vm);
+    if (this.troubled) {
+      this.troubled = false;
+      this.events.onRetrying(null);
+    }
+  }
+
+  /** Stops `vm` (after its in-flight calls if `drain`), tracked so stop() can wait for it. */
+  private release(vm: Vm, drain: boolean): void {
+    if (drain) this.draining.add(vm);
+    const stopped = (async () => {
+      if (drain) await vm.channel.idle();
+      await vm.stop();
+    })().catch(() => {}).finally(() => {
+      this.draining.delete(vm);
+      this.stopping.delete(stopped);
+    });
+    this.stopping.add(stopped);
+  }
+}
+
+/** The VM invocations go to in `state`, with the deployment it runs. */
+function serving(state: InstanceState): { vm: Vm; deployment: Deployment } | null {
+  if (state.kind === 'serving') return { vm: state.vm, deployment: state.deployment };
+  if (state.kind === 'moving' && state.vm) return { vm: state.vm, deployment: state.deployment };
+  return null;
+}
+
+/** The wait before retry number `attempt` (1, 2, ...). */
+function backoff(attempt: number): number {
+  return Math.min(retryBackoff.maxMs, retryBackoff.firstMs * 2 ** (attempt - 1));
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** The reason a VM failed, if it does within `ms`. */
@@ -291,7 +463,7 @@ function failure(
   type: string,
   message: string,
   cold: boolean,
-  deployment: Deployment | null,
+  deployment: Deployment,
 ): InvokeOutcome {
   return {
     status,
@@ -299,19 +471,8 @@ function failure(
     error: { type, message, stack: '' },
     logs: [],
     duration_ms: 0,
-    version: deployment?.version ?? 0,
+    version: deployment.version,
     cold_start: cold,
   };
 }
 
-async function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ChannelTimeoutError(message)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

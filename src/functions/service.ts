@@ -255,7 +255,8 @@ export class FunctionService {
   private newInstance(id: string): FunctionInstance {
     return new FunctionInstance(id, this.options.pool, {
       onVm: (vm) => void this.save(id, this.vmFields(vm)).catch(() => {}),
-      onBroken: (reason) => void this.save(id, { state: 'error', error: reason, ...this.vmFields(null) }).catch(() => {}),
+      // While a replacement VM cannot be started the function stays ready (it retries) and `error` says why.
+      onRetrying: (reason) => void this.save(id, reason === null ? { error: null } : { error: reason, ...this.vmFields(null) }).catch(() => {}),
       log: this.options.log,
     }, this.options.idleSeconds * 1000);
   }
