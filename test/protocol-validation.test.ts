@@ -9,7 +9,7 @@ import { Duplex } from 'node:stream';
 import { describe, test } from 'node:test';
 import { ChannelTimeoutError, GuestChannel, GuestProtocolError, GuestRequestError } from '../src/guest/channel.js';
 import { FrameDecoder, MAX_FRAME_BYTES } from '../src/guest/framing.js';
-import { maxResponseBytes } from '../src/guest/limits.js';
+import { maxResponseBytes, maxResponseDepth } from '../src/guest/limits.js';
 import { maxLogChars } from '../src/guest/validate.js';
 import { ConsoleRing } from '../src/vm/console-ring.js';
 import { maxQmpLineChars, QmpClient, QmpError } from '../src/vm/qmp.js';
@@ -192,7 +192,7 @@ describe('response size (host side, whatever the agent says)', () => {
     assert.equal((await pending).error?.type, 'ResponseTooLarge');
   });
 
-  test('a response nested deeper than 512 levels is ResponseTooDeep, not a violation', async () => {
+  test(`a response nested deeper than ${maxResponseDepth} levels is ResponseTooDeep, not a violation`, async () => {
     const guest = fakeGuest();
     const deep = invoke(guest.channel);
     const body = `{"id":1,"ok":true,"result":{"status":"success","error":null,"logs":[],"duration_ms":1,"version":3,"response":${'['.repeat(5000)}${']'.repeat(5000)}}}`;
@@ -201,8 +201,8 @@ describe('response size (host side, whatever the agent says)', () => {
     assert.equal(result.error?.type, 'ResponseTooDeep');
     assert.equal(result.response, null);
     const shallow = invoke(guest.channel);
-    guest.send({ id: 2, ok: true, result: invokeResult({ response: JSON.parse(`${'['.repeat(512)}${']'.repeat(512)}`) }) });
-    assert.equal((await shallow).status, 'success', '512 levels pass');
+    guest.send({ id: 2, ok: true, result: invokeResult({ response: JSON.parse(`${'['.repeat(maxResponseDepth)}${']'.repeat(maxResponseDepth)}`) }) });
+    assert.equal((await shallow).status, 'success', `${maxResponseDepth} levels pass`);
     assert.equal(guest.channel.closed, false);
   });
 

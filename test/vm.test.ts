@@ -161,6 +161,11 @@ describe('node guest', () => {
       assert.match(await failure, /QEMU exited \(signal SIGKILL\)/);
       await inflight;
       assert.equal(victim.state, 'failed');
+      // Failed is final: nothing brings it back, and stopping it cleans up without hiding the failure.
+      await assert.rejects(victim.resume(), /cannot resume a VM that is failed/);
+      await assert.rejects(victim.snapshot(join(env.runRoot, 'never')), /cannot snapshot a VM that is failed/);
+      await victim.stop();
+      assert.equal(victim.state, 'failed');
     });
 
     test('a guest that stops answering is detected by the watchdog', async () => {

@@ -23,8 +23,11 @@ function responseTooLarge(bytes: number): ErrorInfo {
  */
 const measureAboveFrameBytes = Math.floor(maxResponseBytes / 6);
 
-/** Responses nest at most this deep, like events: deeper ones overflow the stack of the HTTP reply's JSON.stringify. */
-export const maxResponseDepth = 512;
+/**
+ * Responses nest at most this deep: twice the event limit, so a handler can echo any event it was given, and
+ * well short of the ~4,000 levels that overflow the stack of the HTTP reply's JSON.stringify.
+ */
+export const maxResponseDepth = 1024;
 
 /**
  * An invoke result whose response is over the size or depth limit becomes status `error` (ResponseTooLarge,
@@ -32,7 +35,7 @@ export const maxResponseDepth = 512;
  */
 export function limitResponse(result: InvokeResult, frameBytes: number): InvokeResult {
   if (result.status !== 'success') return result;
-  // Nesting 512 deep takes over 1 KiB of brackets: small frames skip the walk.
+  // Nesting that deep takes twice as many bytes of brackets: smaller frames skip the walk.
   if (frameBytes > 2 * maxResponseDepth && nestsDeeperThan(result.response, maxResponseDepth)) {
     const message = `the handler's response nests deeper than ${maxResponseDepth} levels`;
     return { ...result, status: 'error', response: null, error: { type: 'ResponseTooDeep', message, stack: '' } };

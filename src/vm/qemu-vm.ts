@@ -18,6 +18,19 @@ import { UnixListener } from './unix-listener.js';
 
 export type VmState = 'starting' | 'running' | 'paused' | 'stopped' | 'failed';
 
+/**
+ * Every allowed change of a VM's state; transition() refuses any other. `failed` and `stopped` are final: a
+ * failed VM is still cleaned up by stop(), but stays failed with its reason. So a failure that lands while a
+ * boot, restore or resume is awaiting the guest can never be overwritten by `running`.
+ */
+export const vmTransitions: Readonly<Record<VmState, readonly VmState[]>> = {
+  starting: ['running', 'failed', 'stopped'],
+  running: ['paused', 'failed', 'stopped'],
+  paused: ['running', 'failed', 'stopped'],
+  failed: [],
+  stopped: [],
+};
+
 export interface VmLaunch {
   spec: VmSpec;
   boot: BootFiles;
@@ -171,7 +184,7 @@ export class QemuVm {
     try {
       const pong = await this.unlessExited(this.channel.request('ping', {}, this.launch.readyTimeoutMs ?? 60_000));
       await this.unlessExited(this.renew());
-      this.stateValue = 'running';
+      this.transition('running');
       return pong;
     } catch (error) {
       const failure = this.asVmError(error);
@@ -194,7 +207,7 @@ export class QemuVm {
     // The default bandwidth cap (128 MiB/s) would throttle a local file write.
     await this.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 2 ** 30 });
     await this.qmp.execute('stop');
-    this.stateValue = 'paused';
+    this.transition('paused');
     const done = this.migrationDone();
     await this.qmp.execute('migrate', { uri: `exec:cat > '${path}'` });
     await done;
@@ -228,7 +241,7 @@ export class QemuVm {
       }
     }
     await this.renew(); // its clock stood still while paused, and its clones now share its random state
-    this.stateValue = 'running';
+    this.transition('running');
   }
 
   /**
@@ -301,7 +314,7 @@ export class QemuVm {
   }
 
   async stop(): Promise<void> {
-    if (this.stateValue !== 'failed') this.stateValue = 'stopped';
+    if (vmTransitions[this.stateValue].includes('stopped')) this.transition('stopped');
     clearInterval(this.watchdog);
     this.qmp?.close();
     this.channel?.close();
@@ -317,8 +330,8 @@ export class QemuVm {
   }
 
   private fail(reason: string): void {
-    if (this.stateValue === 'stopped' || this.stateValue === 'failed') return;
-    this.stateValue = 'failed';
+    if (!vmTransitions[this.stateValue].includes('failed')) return; // stopped or failed already: nothing to report
+    this.transition('failed');
     this.rawFailure = reason;
     clearInterval(this.watchdog);
     this.channel?.close();
@@ -350,6 +363,11 @@ export class QemuVm {
         throw new VmError(this.failureReason ?? this.rawFailure ?? 'QEMU exited');
       }),
     ]);
+  }
+
+  private transition(to: VmState): void {
+    if (!vmTransitions[this.stateValue].includes(to)) throw new VmError(`a VM that is ${this.stateValue} cannot become ${to}`);
+    this.stateValue = to;
   }
 
   private expect(state: VmState, action: string): void {
