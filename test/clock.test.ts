@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Snapshot, Vm, VmDriver } from '../src/vm/driver.js';
+import { offsetOf, sampleWallClock } from '../src/vm/guest-clock.js';
 import { VmPool } from '../src/vm/pool.js';
 import type { VmSpec } from '../src/vm/spec.js';
 import { startTestServer, waitForState, type TestServer } from './support/server.js';
@@ -57,11 +58,7 @@ after(async () => {
   env?.cleanup();
 });
 
-const guestOffset = async (vm: Vm) => {
-  const sent = Date.now();
-  const pong = await vm.channel.request('ping', {});
-  return pong.time_ms - (sent + Date.now()) / 2;
-};
+const guestOffset = async (vm: Vm) => offsetOf(await sampleWallClock(vm.channel, 10_000));
 
 describe('in the VM layer', () => {
   test('a snapshot whose clock is a week old restores to the right time, kept by the TSC', async () => {

@@ -3,7 +3,6 @@
 // `transition`, which refuses any pair the table below does not list and does the bookkeeping (events,
 // timers, stopping the VM a state drops) in one place. Operations that start VMs are serialised; a VM
 // failure only changes the state, and a replacement reads the state when it runs, never a stale copy.
-import { randomBytes } from 'node:crypto';
 import { ChannelClosedError, ChannelTimeoutError, GuestProtocolError, GuestRequestError } from '../guest/channel.js';
 import type { ErrorInfo, InvokeResult } from '../guest/protocol.js';
 import type { Vm } from '../vm/driver.js';
@@ -334,9 +333,8 @@ export class FunctionInstance {
 
   private async load(vm: Vm, d: Deployment): Promise<void> {
     try {
-      // A fresh seed per load: VMs restored from one snapshot must not share random state.
-      const seed = randomBytes(32).toString('hex');
-      await vm.channel.request('load', { code: d.code, handler: d.handler, env: d.env, version: d.version, seed }, 60_000);
+      // No seed: the VM layer renewed this VM's random state (and clock) when it was restored.
+      await vm.channel.request('load', { code: d.code, handler: d.handler, env: d.env, version: d.version }, 60_000);
     } catch (error) {
       if (error instanceof GuestRequestError) throw new LoadError(error.info);
       throw error;

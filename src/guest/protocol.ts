@@ -46,9 +46,8 @@ export interface LoadRequest {
   env: Record<string, string>;
   version: number;
   /**
-   * 64 hex characters: 32 fresh random bytes from the host, different for every load. Every VM is a clone of
-   * one snapshot, so without it clones share their random state (see guest/PROTOCOL.md, "Randomness").
-   * Optional for compatibility only: the host always sends one.
+   * 64 hex characters, applied like renew's seed before the code runs. The host sends none: its VMs were
+   * renewed when restored (guest/PROTOCOL.md, "Clones").
    */
   seed?: string;
 }

@@ -1,5 +1,4 @@
 // A trivial function per runtime, used to warm a fresh VM (JIT, first-touch page faults) before real code.
-import { randomBytes } from 'node:crypto';
 import type { GuestChannel } from './channel.js';
 import type { Runtime } from './protocol.js';
 
@@ -10,9 +9,7 @@ export const identityHandler: Record<Runtime, string> = {
 
 /** Loads the identity handler as version 0 and invokes it `rounds` times. */
 export async function warmUp(channel: GuestChannel, runtime: Runtime, rounds = 30): Promise<void> {
-  // Seeded like real loads, so the reseeding code is warm too (it costs tens of ms cold under emulation).
-  const seed = randomBytes(32).toString('hex');
-  await channel.request('load', { code: identityHandler[runtime], handler: 'handler', env: {}, version: 0, seed }, 30_000);
+  await channel.request('load', { code: identityHandler[runtime], handler: 'handler', env: {}, version: 0 }, 30_000);
   for (let i = 0; i < rounds; i++) {
     await channel.request('invoke', { request_id: 'warmup', event: { i }, timeout_ms: 5000 }, 30_000);
   }
