@@ -428,9 +428,9 @@ function mutate(plan: BodyPlan, mode: 'create' | 'update', ref?: Ref): void {
     [mode === 'update' ? 0.3 : 0, 'badCode'],
   ]);
   const pairs = plan.pairs ?? [];
+  // Replaces every occurrence: a duplicate left by an earlier mutation would otherwise come later and win.
   const set = (key: string, value: J) => {
-    const i = pairs.findIndex(([k]) => k === key);
-    if (i >= 0) pairs.splice(i, 1);
+    for (let i = pairs.findIndex(([k]) => k === key); i >= 0; i = pairs.findIndex(([k]) => k === key)) pairs.splice(i, 1);
     pairs.splice(rng.int(pairs.length + 1), 0, [key, value]);
   };
   plan.notes.push(kind);
