@@ -10,6 +10,7 @@ import { FunctionService } from './functions/service.js';
 import { ensureImages } from './images/build.js';
 import { openSqliteStore } from './store/sqlite.js';
 import { createQemuDriver } from './vm/driver.js';
+import { FunctionSnapshots } from './vm/function-snapshots.js';
 import { VmPool } from './vm/pool.js';
 import { ensureSystemPackages } from './system-deps.js';
 import { reapOrphans, runDirFor } from './vm/orphans.js';
@@ -45,6 +46,14 @@ export async function startServer(config: Config, startupLog: (message: string) 
   const pool = new VmPool(driver, { snapshotDir: join(config.cacheDir, 'snapshots', images.hash), warm, log });
   pool.start();
   const store = await openSqliteStore(databasePath(config));
+  const snapshots = config.snapshotDiskMb === 0 ? undefined : await FunctionSnapshots.open({
+    dir: join(config.dataDir, 'snapshots'),
+    driver,
+    boot: { kernel: images.kernel, initramfs: images.initramfs, rootfs: images.rootfs },
+    budgetBytes: config.snapshotDiskMb * 2 ** 20,
+    baseRestoreMs: () => pool.restoreMs(),
+    log,
+  });
   const service = await FunctionService.open({
     store,
     pool,
@@ -52,6 +61,8 @@ export async function startServer(config: Config, startupLog: (message: string) 
     deployWaitMs: config.deployWaitMs,
     retention: config.retention,
     idleSeconds: config.idleSeconds,
+    maxLiveVms: config.maxLiveVms,
+    snapshots,
     log,
   });
   const health = () => ({
@@ -63,6 +74,10 @@ export async function startServer(config: Config, startupLog: (message: string) 
     network_isolation: driver.networkIsolation,
     egress_allow: config.egressAllow,
     pool: pool.sizes(),
+    live_vms: service.liveVms.live,
+    max_live_vms: service.liveVms.max,
+    snapshot_bytes: snapshots?.totalBytes ?? 0,
+    snapshot_budget_bytes: config.snapshotDiskMb * 2 ** 20,
     images: images.versions,
     functions: service.list().length,
   });

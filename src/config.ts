@@ -14,6 +14,10 @@ export interface Config {
   retention: number;
   idleSeconds: number;
   deployWaitMs: number;
+  /** Functions with a live VM at once (FNVM_MAX_LIVE_VMS). */
+  maxLiveVms: number;
+  /** Disk for functions' snapshots (SnapStart), MiB; 0 turns SnapStart off. */
+  snapshotDiskMb: number;
   network: NetworkMode;
   /** CIDRs functions may reach although they are private (see README, egress policy). */
   egressAllow: string[];
@@ -48,6 +52,8 @@ export function configFromEnv(): Config {
     retention: int('FNVM_LOG_RETENTION', 1000, 1),
     idleSeconds: int('FNVM_IDLE_SECONDS', 300),
     deployWaitMs: int('FNVM_DEPLOY_WAIT_MS', 30_000),
+    maxLiveVms: int('FNVM_MAX_LIVE_VMS', 64, 1),
+    snapshotDiskMb: int('FNVM_SNAPSHOT_DISK_MB', 8192),
     network,
     egressAllow,
     logLevel: process.env.FNVM_LOG_LEVEL ?? 'info',

@@ -13,6 +13,7 @@ const needs: Array<{ command: string; pkg: string } | { file: string; pkg: strin
   { command: 'nsenter', pkg: 'util-linux' },
   { command: 'ip', pkg: 'iproute2' },
   { command: 'nft', pkg: 'nftables' },
+  { command: 'lz4', pkg: 'lz4' }, // functions' snapshots (SnapStart) are lz4 streams
 ];
 
 export async function ensureSystemPackages(log: (message: string) => void): Promise<void> {

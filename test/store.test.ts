@@ -104,7 +104,7 @@ describe('functions', () => {
     const store = await openStore(t);
     const input = newFunction({ name: 'alpha' });
     const created = await store.createFunction(input);
-    assert.deepEqual(created, { ...input, created_at: created.created_at, updated_at: created.created_at, last_invoked_at: null });
+    assert.deepEqual(created, { ...input, created_at: created.created_at, updated_at: created.created_at, last_invoked_at: null, init_ms: null, snapshot_bytes: null });
     assert.match(created.created_at, ISO_UTC_MS);
 
     const others = [await store.createFunction(newFunction()), await store.createFunction(newFunction())];
@@ -261,7 +261,7 @@ describe('database file', () => {
       await reopened.close();
     }
     const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
-    assert.deepEqual(applied, [{ name: '0001_initial' }]);
+    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_snapstart' }]);
   });
 
   test('two stores on one file see each other\'s writes', async (t) => {

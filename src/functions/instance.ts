@@ -5,6 +5,7 @@
 // failure only changes the state, and a replacement reads the state when it runs, never a stale copy.
 import { ChannelClosedError, ChannelTimeoutError, GuestProtocolError, GuestRequestError } from '../guest/channel.js';
 import type { ErrorInfo, InvokeResult } from '../guest/protocol.js';
+import type { LiveVmCap } from './live-vms.js';
 import type { Vm } from '../vm/driver.js';
 import type { VmPool } from '../vm/pool.js';
 import { outOfMemory } from '../vm/diagnose.js';
@@ -63,6 +64,24 @@ export interface InstanceEvents {
 /** What FunctionInstance needs of the warm pool (tests pass a fake). */
 export type VmSupply = Pick<VmPool, 'take'>;
 
+/** SnapStart as FunctionInstance sees it (service.ts adapts the host's FunctionSnapshots; tests pass a fake). */
+export interface SnapStart {
+  /** A VM restored from the function's snapshot of `d`, its code initialised already; null if it has none. */
+  wake(functionId: string, d: Deployment): Promise<Vm | null>;
+  /** `d` initialised in `vm` in `initMs`: the VM may be snapshotted (it goes on running). */
+  initialised(functionId: string, d: Deployment, vm: Vm, initMs: number): Promise<void>;
+}
+
+/** The host's cap on live VMs (tests may leave it out). */
+export type VmSlots = Pick<LiveVmCap, 'admit' | 'leave' | 'used' | 'idle'>;
+
+export interface InstanceHost {
+  snapStart?: SnapStart;
+  slots?: VmSlots;
+  /** How long a VM start waits for room under the live VM cap. */
+  slotWaitMs?: number;
+}
+
 export type InstanceState =
   /** Nothing deployed yet. */
   | { kind: 'idle' }
@@ -87,7 +106,7 @@ type Replacing = Extract<InstanceState, { kind: 'replacing' }>;
 
 /** Every allowed (from, to) pair; anything else throws InvalidTransitionError. */
 export const transitions: Readonly<Record<Kind, readonly Kind[]>> = {
-  idle: ['starting', 'deleted'],
+  idle: ['starting', 'asleep', 'deleted'], // idle -> asleep: a ready function found asleep at startup
   starting: ['serving', 'broken', 'deleted'],
   serving: ['serving', 'moving', 'replacing', 'asleep', 'deleted'], // serving -> serving: a hot reload
   moving: ['moving', 'serving', 'replacing', 'asleep', 'deleted'], // moving -> moving: the old VM was lost
@@ -111,6 +130,8 @@ export class FunctionInstance {
   private readonly stopping = new Set<Promise<void>>();
   /** onRetrying(reason) was reported and not yet cleared. */
   private troubled = false;
+  /** exclusive() operations started and not finished: while any runs, the function is not idle. */
+  private operations = 0;
   inflight = 0;
 
   constructor(
@@ -119,6 +140,7 @@ export class FunctionInstance {
     private readonly events: InstanceEvents,
     /** Idle time after which the VM is stopped (0: never). */
     private readonly idleMs: number,
+    private readonly host: InstanceHost = {},
   ) {}
 
   get state(): Readonly<InstanceState> {
@@ -127,9 +149,28 @@ export class FunctionInstance {
 
   /** Runs `op` after every earlier VM-changing operation on this function has finished. */
   exclusive<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(op, op);
+    this.operations++;
+    const counted = () => op().finally(() => {
+      this.operations--;
+      this.host.slots?.idle();
+    });
+    const run = this.chain.then(counted, counted);
     this.chain = run.catch(() => {});
     return run;
+  }
+
+  /** A function that was ready when the server stopped without a VM: it stays asleep until invoked. */
+  startAsleep(deployment: Deployment): void {
+    this.transition({ kind: 'asleep', deployment });
+  }
+
+  /** Scale to zero now, if the VM serves and nothing runs or changes (the live VM cap needs room). */
+  sleepIfIdle(): boolean {
+    const state = this.current;
+    if (state.kind !== 'serving' || this.inflight > 0 || this.operations > 0) return false;
+    this.events.log(`function ${this.functionId}: VM ${state.vm.id} stopped to make room (least recently used)`);
+    this.transition({ kind: 'asleep', deployment: state.deployment });
+    return true;
   }
 
   /** A VM from the pool with the deployment loaded; `phase` reports booting/deploying. */
@@ -192,6 +233,7 @@ export class FunctionInstance {
   async invoke(requestId: string, event: unknown, timeoutMs: number, waitMs: number): Promise<InvokeOutcome> {
     this.wake();
     const cold = serving(this.current) === null;
+    this.host.slots?.used(this.functionId);
     this.inflight++;
     clearTimeout(this.idleTimer);
     let target: { vm: Vm; deployment: Deployment } | undefined;
@@ -228,7 +270,10 @@ export class FunctionInstance {
       throw error;
     } finally {
       this.inflight--;
-      if (this.inflight === 0) this.armIdleTimer();
+      if (this.inflight === 0) {
+        this.armIdleTimer();
+        this.host.slots?.idle();
+      }
     }
   }
 
@@ -303,14 +348,26 @@ export class FunctionInstance {
     if (this.current.kind === 'deleted') throw new DeletedError('function deleted while it was deploying');
   }
 
-  /** A VM of the pool with `d` loaded, not yet serving; on any failure (or deletion) it is stopped, never leaked. */
+  /**
+   * A VM with `d` initialised, not yet serving: restored from the function's snapshot if it has one, else a
+   * pool VM that loads the code (and may be snapshotted then). On any failure (or deletion) it is stopped.
+   */
   private async startVm(d: Deployment, beforeLoad?: (vm: Vm) => Promise<void>): Promise<Vm> {
-    const { vm } = await this.pool.take(d.spec);
+    await this.host.slots?.admit(this.functionId, this.host.slotWaitMs ?? 30_000);
+    this.checkLive();
+    const restored = await this.fromSnapshot(d);
+    const vm = restored ?? (await this.pool.take(d.spec)).vm;
     this.unattached.add(vm);
     try {
       this.checkLive();
       await beforeLoad?.(vm);
-      await this.load(vm, d);
+      if (!restored) {
+        const started = performance.now();
+        await this.load(vm, d);
+        const initMs = performance.now() - started;
+        this.checkLive();
+        await this.host.snapStart?.initialised(this.functionId, d, vm, initMs);
+      }
       this.checkLive();
       if (vm.failure !== null) throw new ChannelClosedError(`VM ${vm.id} failed: ${vm.failure}`);
       return vm;
@@ -319,6 +376,16 @@ export class FunctionInstance {
       throw error;
     } finally {
       this.unattached.delete(vm);
+    }
+  }
+
+  /** The function's VM restored from its snapshot of `d`; null if there is none, or it did not restore. */
+  private async fromSnapshot(d: Deployment): Promise<Vm | null> {
+    try {
+      return (await this.host.snapStart?.wake(this.functionId, d)) ?? null;
+    } catch (error) {
+      this.events.log(`function ${this.functionId}: its snapshot did not restore, initialising afresh: ${messageOf(error)}`);
+      return null;
     }
   }
 
@@ -399,6 +466,7 @@ export class FunctionInstance {
     }
     if (next.kind === 'asleep') this.events.onVm(null);
     if (next.kind === 'deleted') clearTimeout(this.idleTimer);
+    if (next.kind === 'asleep' || next.kind === 'broken' || next.kind === 'deleted') this.host.slots?.leave(this.functionId);
     const waiters = this.waiters;
     this.waiters = [];
     for (const wake of waiters) wake();

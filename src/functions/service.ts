@@ -13,11 +13,13 @@ import {
   type Store,
 } from '../store/types.js';
 import type { Vm } from '../vm/driver.js';
+import type { FunctionSnapshots } from '../vm/function-snapshots.js';
 import type { VmPool } from '../vm/pool.js';
-import type { NetworkMode } from '../vm/spec.js';
+import { specKey, type NetworkMode } from '../vm/spec.js';
 import { busy, conflict, invalid, notFound, unavailable } from './errors.js';
-import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome } from './instance.js';
+import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome, type SnapStart } from './instance.js';
 import { Limiter } from './limiter.js';
+import { LiveVmCap } from './live-vms.js';
 import { checkEnvVars, checkHandler, checkName, checkRange, defaults, isUuid, limits, normaliseRuntime } from './validation.js';
 
 export interface FunctionInput {
@@ -47,6 +49,10 @@ export interface ServiceOptions {
   retention: number;
   /** A function idle this long has its VM stopped (scale to zero); 0 keeps VMs forever. */
   idleSeconds: number;
+  /** Functions with a live VM at once; beyond it the least recently used idle one sleeps. */
+  maxLiveVms: number;
+  /** SnapStart: functions whose code is slow to initialise wake from a snapshot (absent: always re-initialise). */
+  snapshots?: FunctionSnapshots;
   log: (message: string) => void;
 }
 
@@ -65,16 +71,30 @@ export class FunctionService {
   private readonly invokeAnnouncements = new Set<string>();
   /** Background deploys at once: each restores a VM, and there are only a few cores. */
   private readonly deploys = new Limiter(2);
+  readonly liveVms: LiveVmCap;
+  private readonly snapStart: SnapStart | undefined;
 
-  private constructor(private readonly options: ServiceOptions) {}
+  private constructor(private readonly options: ServiceOptions) {
+    this.liveVms = new LiveVmCap(options.maxLiveVms, (id) => this.instances.get(id)?.sleepIfIdle() ?? false);
+    this.snapStart = options.snapshots && this.snapStartOver(options.snapshots);
+  }
 
-  /** Loads every stored function and redeploys the ones that were not in error (their VMs did not survive). */
+  /**
+   * Loads every stored function. One that was ready without a VM (asleep) stays asleep; the others that were
+   * not in error are redeployed (their VMs did not survive), from their snapshots where they have one.
+   */
   static async open(options: ServiceOptions): Promise<FunctionService> {
     const service = new FunctionService(options);
-    for (const record of await options.store.listFunctions()) {
+    const records = await options.store.listFunctions();
+    await options.snapshots?.keepOnly(new Set(records.map((r) => r.id)));
+    for (const stored of records) {
+      const snapshotBytes = options.snapshots?.bytes(stored.id) || null; // a snapshot may have gone stale
+      const record = stored.snapshot_bytes === snapshotBytes ? stored : await options.store.updateFunction(stored.id, { snapshot_bytes: snapshotBytes }) ?? stored;
       service.records.set(record.id, record);
-      service.instances.set(record.id, service.newInstance(record.id));
-      if (record.state !== 'error') service.scheduleDeploy(record.id);
+      const instance = service.newInstance(record.id);
+      service.instances.set(record.id, instance);
+      if (record.state === 'ready' && record.vm_id === null) instance.startAsleep(service.deployment(record));
+      else if (record.state !== 'error') service.scheduleDeploy(record.id);
     }
     return service;
   }
@@ -140,6 +160,11 @@ export class FunctionService {
       if (patch.name !== undefined) this.checkNameFree(patch.name, id);
       const next: FunctionRecord = { ...current, ...patch, version: current.version + 1 };
       const touchesVm = ['code', 'handler', 'env_vars', 'runtime', 'memory_mb', 'vcpu'].some((k) => k in patch);
+      if (touchesVm && current.snapshot_bytes !== null) {
+        // The snapshot holds the old version: dropped now, so its disk is free before a new one is taken.
+        await this.options.snapshots?.remove(id, false);
+        await this.save(id, { snapshot_bytes: null });
+      }
       if (touchesVm && current.state === 'ready' && instance.canServe) {
         try {
           await instance.reload(this.deployment(next));
@@ -166,6 +191,7 @@ export class FunctionService {
     this.instances.delete(id);
     this.wakeSettled(id);
     await instance?.stop(); // aborts a deploy in progress at its next step
+    await this.options.snapshots?.remove(id);
     await this.options.store.deleteFunction(id);
     this.changes.emit('change', { deleted: id } satisfies FunctionChange);
   }
@@ -258,7 +284,41 @@ export class FunctionService {
       // While a replacement VM cannot be started the function stays ready (it retries) and `error` says why.
       onRetrying: (reason) => void this.save(id, reason === null ? { error: null } : { error: reason, ...this.vmFields(null) }).catch(() => {}),
       log: this.options.log,
-    }, this.options.idleSeconds * 1000);
+    }, this.options.idleSeconds * 1000, { snapStart: this.snapStart, slots: this.liveVms, slotWaitMs: this.options.deployWaitMs });
+  }
+
+  /**
+   * SnapStart over the host's snapshots: a function whose code took longer to initialise than a restore takes
+   * is snapshotted right after it initialised, and wakes from that snapshot while its deployment is current.
+   */
+  private snapStartOver(snapshots: FunctionSnapshots): SnapStart {
+    const bytesSaved = (id: string) => void this.save(id, { snapshot_bytes: snapshots.bytes(id) || null }).catch(() => {});
+    return {
+      wake: async (id, d) => {
+        const entry = snapshots.find(id, deploymentKey(d));
+        if (!entry) return null;
+        try {
+          return await snapshots.restore(entry);
+        } catch (error) {
+          await snapshots.remove(id, false); // the next wake initialises afresh and snapshots again
+          throw error;
+        } finally {
+          if (snapshots.bytes(id) !== entry.snapshot.bytes) bytesSaved(id); // dropped
+        }
+      },
+      initialised: async (id, d, vm, initMs) => {
+        void this.save(id, { init_ms: Math.round(initMs * 1000) / 1000 }).catch(() => {});
+        if (snapshots.find(id, deploymentKey(d)) || !snapshots.beats(initMs)) return;
+        try {
+          await snapshots.capture(id, deploymentKey(d), vm, initMs);
+        } catch (error) {
+          // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
+          this.options.log(`function ${id}: no snapshot taken: ${(error as Error).message}`);
+          if (vm.state !== 'running') throw error; // the VM broke with it: this start fails
+        }
+        bytesSaved(id);
+      },
+    };
   }
 
   private instance(id: string): FunctionInstance {
@@ -351,6 +411,11 @@ export class FunctionService {
 }
 
 type CheckedFields = Omit<FunctionPatch, 'runtime'> & { runtime?: Runtime };
+
+/** What a function snapshot must match to serve a deployment: its version and its VM's shape. */
+function deploymentKey(d: Deployment): string {
+  return `${d.version}/${specKey(d.spec)}`;
+}
 
 /** Validates the fields present in `input` and returns them normalised. */
 function checkFields(input: FunctionInput): CheckedFields {

@@ -57,6 +57,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('functions').execute();
     },
   },
+  '0002_snapstart': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('functions').addColumn('init_ms', 'real').execute();
+      await db.schema.alterTable('functions').addColumn('snapshot_bytes', 'integer').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('functions').dropColumn('snapshot_bytes').execute();
+      await db.schema.alterTable('functions').dropColumn('init_ms').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = {

@@ -83,6 +83,8 @@ class SqliteStore implements Store {
       created_at: now,
       updated_at: now,
       last_invoked_at: null,
+      init_ms: null,
+      snapshot_bytes: null,
     };
     const created = await guardName(fn.name, () =>
       this.db.insertInto('functions').values(row).returningAll().executeTakeFirstOrThrow(),

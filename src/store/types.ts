@@ -25,6 +25,10 @@ export interface FunctionRecord {
   created_at: string;
   updated_at: string;
   last_invoked_at: string | null;
+  /** How long the current version's code took to initialise (load) in its VM, ms; null before it did. */
+  init_ms: number | null;
+  /** Disk this host uses for the function's snapshot (SnapStart); null without one. */
+  snapshot_bytes: number | null;
 }
 
 export interface InvocationRecord {
@@ -40,7 +44,7 @@ export interface InvocationRecord {
   error: { type: string; message: string; stack: string } | null;
 }
 
-export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at'>;
+export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes'>;
 export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at'>>;
 
 export class NameTakenError extends Error {

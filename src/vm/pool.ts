@@ -24,6 +24,8 @@ export class VmPool {
   private readonly snapshots = new Map<string, Promise<Snapshot>>();
   private refilling: Promise<void> = Promise.resolve();
   private closed = false;
+  /** The last few restores' durations (ms). */
+  private readonly restoreTimes: number[] = [];
 
   constructor(
     private readonly driver: VmDriver,
@@ -69,10 +71,20 @@ export class VmPool {
     await Promise.all(all.map((vm) => vm.stop()));
   }
 
+  /** The median of the last restores' durations (ms), or null before the first. */
+  restoreMs(): number | null {
+    const sorted = [...this.restoreTimes].sort((a, b) => a - b);
+    return sorted.length === 0 ? null : (sorted[Math.floor(sorted.length / 2)] ?? null);
+  }
+
   /** A VM restored from the spec's base snapshot, creating that snapshot first if needed. */
   private async fresh(spec: VmSpec): Promise<Vm> {
     const snapshot = await this.baseSnapshot(spec);
-    return this.driver.restore(snapshot);
+    const started = performance.now();
+    const vm = await this.driver.restore(snapshot);
+    this.restoreTimes.push(performance.now() - started);
+    if (this.restoreTimes.length > 9) this.restoreTimes.shift();
+    return vm;
   }
 
   private baseSnapshot(spec: VmSpec): Promise<Snapshot> {

@@ -109,12 +109,11 @@ export function machineArgs(
 }
 
 function memoryArgs(memory: GuestMemory, memoryMb: number): string[] {
-  if (memory.kind === 'anonymous') return [];
-  const share = memory.kind === 'shared' ? 'on' : 'off';
-  return [
-    '-object', `memory-backend-file,id=ram,size=${memoryMb}M,mem-path=${memory.path},share=${share}`,
-    '-machine', 'memory-backend=ram',
-  ];
+  // Always a backend named `ram`: a snapshot's RAM block carries that name, whichever kind of memory took it.
+  const backend = memory.kind === 'anonymous'
+    ? `memory-backend-ram,id=ram,size=${memoryMb}M`
+    : `memory-backend-file,id=ram,size=${memoryMb}M,mem-path=${memory.path},share=${memory.kind === 'shared' ? 'on' : 'off'}`;
+  return ['-object', backend, '-machine', 'memory-backend=ram'];
 }
 
 export function qemuArgs(spec: VmSpec, accel: Accelerator, boot: BootFiles, run: RunFiles, cmdline: string): string[] {

@@ -56,6 +56,8 @@ export interface Snapshot {
   /** The command line the snapshotted kernel booted with: its settings (TSC rate...) live on in its RAM. */
   cmdline: string;
   bytes: number;
+  /** How `path` is compressed (snapshots whose RAM is in the stream). */
+  compression?: 'lz4';
 }
 
 export class VmError extends Error {
@@ -130,7 +132,7 @@ export class QemuVm {
     try {
       await vm.setMigrationCapabilities(ramPath !== null);
       const done = vm.migrationDone();
-      await vm.qmp.execute('migrate-incoming', { uri: `exec:cat '${snapshot.path}'` });
+      await vm.qmp.execute('migrate-incoming', { uri: snapshot.compression === 'lz4' ? `exec:lz4 -d -q -c '${snapshot.path}'` : `exec:cat '${snapshot.path}'` });
       await done;
       await vm.qmp.execute('cont');
       await vm.becomeReady();
@@ -195,7 +197,8 @@ export class QemuVm {
 
   /**
    * Pauses the guest and writes its device state to `path`; its RAM goes to `path`.ram when the VM's RAM is
-   * a shared file (cold-booted VMs), else into `path` too. The VM stays paused.
+   * a shared file (cold-booted VMs), else into `path` too, lz4-compressed (QEMU 7.2 cannot write only the
+   * pages that differ from a restored VM's base). The VM stays paused.
    */
   async snapshot(path: string): Promise<Snapshot> {
     this.expect('running', 'snapshot');
@@ -209,14 +212,15 @@ export class QemuVm {
     await this.qmp.execute('stop');
     this.transition('paused');
     const done = this.migrationDone();
-    await this.qmp.execute('migrate', { uri: `exec:cat > '${path}'` });
+    const compression = ramFile ? undefined : 'lz4';
+    await this.qmp.execute('migrate', { uri: compression ? `exec:lz4 -1 -q -c > '${path}'` : `exec:cat > '${path}'` });
     await done;
     const ramPath = ramFile ? `${path}.ram` : null;
     // The paused VM may resume and write to its file, so the snapshot gets a copy (holes stay holes).
     if (ramFile && ramPath) await run('cp', ['--sparse=always', '--reflink=auto', ramFile, ramPath]);
     const bytes = statSync(path).size + (ramPath ? statSync(ramPath).blocks * 512 : 0);
     const { accel, boot, cmdline } = this.launch;
-    return { path, ramPath, spec: this.spec, accel, boot, cmdline, bytes };
+    return { path, ramPath, spec: this.spec, accel, boot, cmdline, bytes, ...(compression && { compression }) };
   }
 
   private async setMigrationCapabilities(ignoreSharedRam: boolean): Promise<void> {
