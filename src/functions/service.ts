@@ -18,7 +18,7 @@ import type { VmPool } from '../vm/pool.js';
 import { specKey, type NetworkMode } from '../vm/spec.js';
 import { busy, conflict, invalid, notFound, unavailable } from './errors.js';
 import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome, type SnapStart } from './instance.js';
-import { Limiter } from './limiter.js';
+import { Limiter } from '../limiter.js';
 import { LiveVmCap } from './live-vms.js';
 import { checkEnvVars, checkHandler, checkName, checkRange, defaults, isUuid, limits, normaliseRuntime } from './validation.js';
 

@@ -1,8 +1,10 @@
 // The VM layer's public surface: a driver boots or restores VMs of a spec. QEMU microvm today;
 // a Firecracker driver would implement the same two interfaces (with a vsock channel transport).
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { GuestChannel } from '../guest/channel.js';
 import type { GuestImages } from '../images/build.js';
+import { Limiter } from '../limiter.js';
 import { chooseAccelerator } from './accel.js';
 import { loadTscSetting, measureClockRate, saveTscSetting, type TscSetting } from './guest-clock.js';
 import { kernelCmdline as qemuKernelCmdline } from './qemu-args.js';
@@ -65,6 +67,9 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
   const kernelCmdline = (spec: VmSpec) => qemuKernelCmdline(spec, tsc?.khz ?? null);
   const log = options.log ?? (() => {});
 
+  // A restore is CPU-bound (under TCG the guest's first instructions are translated anew): more at once than
+  // there are cores only makes every one of them late, and their clock checks fail.
+  const restores = new Limiter(availableParallelism());
   const launch = async (spec: VmSpec) => QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec) });
   let calibration: Promise<unknown> = Promise.resolve();
 
@@ -111,7 +116,7 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
     accelReason: reason,
     networkIsolation: Boolean(netns),
     boot,
-    restore: (snapshot) => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns }),
+    restore: (snapshot) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns })),
     kernelCmdline,
   };
 }

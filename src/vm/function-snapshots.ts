@@ -120,17 +120,19 @@ export class FunctionSnapshots {
   }
 
   /**
-   * A VM restored from `entry`; the restore's duration refines the estimate `beats` uses. A snapshot whose
-   * restore took longer than initialising does is dropped after this restore: it does not pay for its disk.
+   * A VM restored from `entry`; the restore's duration refines the estimate `beats` uses. A snapshot that
+   * restores slower (by that running estimate, so one restore on a busy host does not decide) than its code
+   * initialises is dropped after this restore: it does not pay for its disk.
    */
   async restore(entry: FunctionSnapshot): Promise<Vm> {
     const started = performance.now();
     const vm = await this.options.driver.restore(entry.snapshot);
     const tookMs = performance.now() - started;
-    this.restoreMsEstimate = this.restoreMsEstimate === null ? tookMs : (1 - restoreWeight) * this.restoreMsEstimate + restoreWeight * tookMs;
+    const estimate = this.restoreMsEstimate === null ? tookMs : (1 - restoreWeight) * this.restoreMsEstimate + restoreWeight * tookMs;
+    this.restoreMsEstimate = estimate;
     if (this.entries.get(entry.functionId) !== entry) return vm;
-    if (tookMs > entry.initMs) {
-      this.options.log(`function ${entry.functionId}: its snapshot restored in ${Math.round(tookMs)} ms, slower than its ${Math.round(entry.initMs)} ms initialisation; dropped`);
+    if (estimate > entry.initMs) {
+      this.options.log(`function ${entry.functionId}: snapshots restore in ${Math.round(estimate)} ms here, slower than its ${Math.round(entry.initMs)} ms initialisation; dropped`);
       await this.remove(entry.functionId, false);
     } else {
       entry.usedAt = Date.now();
