@@ -58,6 +58,10 @@ function Details({ fn, health, now }: { fn: FunctionRecord; health: Health | nul
     ['VM ID', fn.vm_id ? <code data-testid="vm-id">{fn.vm_id}</code>
       : <span className="muted">{fn.state === 'ready' ? 'none: idle, scaled to zero (the next invocation starts one)' : 'none'}</span>],
     ['Guest IP', fn.guest_ip ?? <span className="muted">none</span>],
+    ['Initialisation', fn.init_ms === null ? <span className="muted">not measured yet</span> : `${Math.round(fn.init_ms)} ms`],
+    ['Snapshot', fn.snapshot_bytes === null
+      ? <span className="muted">none (a wake loads the code again)</span>
+      : <span data-testid="snapshot">{(fn.snapshot_bytes / 2 ** 20).toFixed(1)} MiB on disk: a wake restores it instead of initialising</span>],
     ['Accelerator', health ? <span title={health.accelerator_reason}>{health.accelerator.toUpperCase()} <span className="muted">({health.accelerator_reason})</span></span> : '…'],
     ['VM driver', health?.vm_driver ?? '…'],
   ];
