@@ -199,7 +199,7 @@ describe('deploy', () => {
     const deploying = deploy(h, deployment(1));
     await until('the load', () => h.pool.vms[0]?.loading === true);
     h.pool.vm(1).fail();
-    await assert.rejects(deploying, ChannelClosedError);
+    await assert.rejects(deploying, (error: Error) => error instanceof ChannelClosedError && /^VM vm-1 stopped while the code loaded: QEMU exited \(injected\)$/.test(error.message));
     assert.equal(h.instance.state.kind, 'broken');
     assertAllStopped(h);
     assert.equal(h.store.vm, null);

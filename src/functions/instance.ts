@@ -337,7 +337,10 @@ export class FunctionInstance {
       await vm.channel.request('load', { code: d.code, handler: d.handler, env: d.env, version: d.version }, 60_000);
     } catch (error) {
       if (error instanceof GuestRequestError) throw new LoadError(error.info);
-      throw error;
+      if (error instanceof GuestProtocolError || !(error instanceof ChannelClosedError) || vm.state === 'stopped') throw error;
+      // The VM died under the load: its channel closes first, the cause (QEMU's exit, a panic) follows within 1 s.
+      const reason = await failureOf(vm, 2000);
+      throw reason === null ? error : new ChannelClosedError(`VM ${vm.id} stopped while the code loaded: ${reason}`);
     }
   }
 
