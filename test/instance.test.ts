@@ -3,7 +3,7 @@
 // VM, the one the store is told about, with every other VM stopped. No QEMU: this runs in about a second.
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { ChannelClosedError, type GuestChannel } from '../src/guest/channel.js';
+import { ChannelClosedError, ChannelTimeoutError, type GuestChannel } from '../src/guest/channel.js';
 import { DeletedError, FunctionInstance, InvalidTransitionError, retryBackoff, transitions, type Deployment } from '../src/functions/instance.js';
 import type { Vm, VmState } from '../src/vm/driver.js';
 import type { VmSpec } from '../src/vm/spec.js';
@@ -28,6 +28,8 @@ class FakeVm implements Vm {
   loading = false;
   /** The VM dies right after its next load answered, before the instance uses it. */
   dieAfterLoad = false;
+  /** The next load gets no answer in time, but the agent swaps the code in anyway. */
+  loadTimesOut = false;
   loadGate: Deferred | null = null;
   readonly channel: GuestChannel;
   private readonly listeners: Array<(reason: string) => void> = [];
@@ -42,6 +44,10 @@ class FakeVm implements Vm {
 
   private async request(type: string, params: any): Promise<unknown> {
     if (this.failure !== null || this.stopped) throw new ChannelClosedError('guest channel closed');
+    if (type === 'load' && this.loadTimesOut) {
+      this.loaded = params.version;
+      throw new ChannelTimeoutError('guest did not answer load within 60000 ms');
+    }
     if (type === 'load') {
       this.loading = true;
       // A failure of the VM ends the load (the channel closes), as with a real one.
@@ -291,6 +297,14 @@ describe('reload (same shape)', () => {
     await deploy(h, deployment(1));
     h.pool.vm(1).dieAfterLoad = true;
     await assert.rejects(reload(h, deployment(2)), ChannelClosedError);
+    const vm = await assertServes(h, 1);
+    assert.equal(vm.id, 'vm-2');
+  });
+
+  test('the load gets no answer in time (the agent swaps the code late): the update fails, the VM is replaced with the old version', async () => {
+    await deploy(h, deployment(1));
+    h.pool.vm(1).loadTimesOut = true;
+    await assert.rejects(reload(h, deployment(2)), ChannelTimeoutError);
     const vm = await assertServes(h, 1);
     assert.equal(vm.id, 'vm-2');
   });

@@ -150,7 +150,13 @@ export class FunctionInstance {
   async reload(deployment: Deployment): Promise<void> {
     const state = this.current;
     if (state.kind !== 'serving' || specKey(state.deployment.spec) !== specKey(deployment.spec)) return this.move(deployment);
-    await this.load(state.vm, deployment);
+    try {
+      await this.load(state.vm, deployment);
+    } catch (error) {
+      // No answer in time: the agent may still swap in the new code, which the caller will not store. Replaced.
+      if (error instanceof ChannelTimeoutError) this.recycle(state.vm, `loading version ${deployment.version} got no answer: ${error.message}`);
+      throw error;
+    }
     // Its VM failed (and is being replaced with what it ran) or the function was deleted: the update did not happen.
     if (this.current !== state) throw new ChannelClosedError('the function VM stopped while the new code loaded');
     this.transition({ kind: 'serving', vm: state.vm, deployment });
