@@ -293,21 +293,18 @@ describe('reload (same shape)', () => {
     assert.equal(h.pool.vms.length, 2, 'no replacement of version 1 was started');
   });
 
-  test('the VM fails right after the new code loaded, before the switch: the update fails, the old version is served again', async () => {
-    await deploy(h, deployment(1));
-    h.pool.vm(1).dieAfterLoad = true;
-    await assert.rejects(reload(h, deployment(2)), ChannelClosedError);
-    const vm = await assertServes(h, 1);
-    assert.equal(vm.id, 'vm-2');
-  });
-
-  test('the load gets no answer in time (the agent swaps the code late): the update fails, the VM is replaced with the old version', async () => {
-    await deploy(h, deployment(1));
-    h.pool.vm(1).loadTimesOut = true;
-    await assert.rejects(reload(h, deployment(2)), ChannelTimeoutError);
-    const vm = await assertServes(h, 1);
-    assert.equal(vm.id, 'vm-2');
-  });
+  for (const [what, inject, error] of [
+    ['the VM fails right after the new code loaded, before the switch', (vm: FakeVm) => { vm.dieAfterLoad = true; }, ChannelClosedError],
+    ['the load gets no answer in time (the agent swaps the code late)', (vm: FakeVm) => { vm.loadTimesOut = true; }, ChannelTimeoutError],
+  ] as const) {
+    test(`${what}: the update fails, a new VM serves the old version`, async () => {
+      await deploy(h, deployment(1));
+      inject(h.pool.vm(1));
+      await assert.rejects(reload(h, deployment(2)), error);
+      const vm = await assertServes(h, 1);
+      assert.equal(vm.id, 'vm-2');
+    });
+  }
 
   test('the VM fails after the reload: replaced with the new version', async () => {
     await deploy(h, deployment(1));
