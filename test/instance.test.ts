@@ -3,7 +3,7 @@
 // VM, the one the store is told about, with every other VM stopped. No QEMU: this runs in about a second.
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { ChannelClosedError, type GuestChannel } from '../src/guest/channel.js';
+import { ChannelClosedError, ChannelTimeoutError, type GuestChannel } from '../src/guest/channel.js';
 import { DeletedError, FunctionInstance, InvalidTransitionError, retryBackoff, transitions, type Deployment } from '../src/functions/instance.js';
 import type { Vm, VmState } from '../src/vm/driver.js';
 import type { VmSpec } from '../src/vm/spec.js';
@@ -26,6 +26,10 @@ class FakeVm implements Vm {
   loaded: number | null = null;
   /** Set while a load waits for `loadGate`. */
   loading = false;
+  /** The VM dies right after its next load answered, before the instance uses it. */
+  dieAfterLoad = false;
+  /** The next load gets no answer in time, but the agent swaps the code in anyway. */
+  loadTimesOut = false;
   loadGate: Deferred | null = null;
   readonly channel: GuestChannel;
   private readonly listeners: Array<(reason: string) => void> = [];
@@ -40,12 +44,17 @@ class FakeVm implements Vm {
 
   private async request(type: string, params: any): Promise<unknown> {
     if (this.failure !== null || this.stopped) throw new ChannelClosedError('guest channel closed');
+    if (type === 'load' && this.loadTimesOut) {
+      this.loaded = params.version;
+      throw new ChannelTimeoutError('guest did not answer load within 60000 ms');
+    }
     if (type === 'load') {
       this.loading = true;
       // A failure of the VM ends the load (the channel closes), as with a real one.
       await Promise.race([this.loadGate?.promise, this.closed.promise]);
       this.loading = false;
       this.loaded = params.version;
+      if (this.dieAfterLoad) this.fail('QEMU exited after the load (injected)');
       return { ok: true };
     }
     return { status: 'success', response: { vm: this.id, version: this.loaded }, error: null, logs: [], duration_ms: 1, version: this.loaded };
@@ -85,8 +94,11 @@ class FakeVm implements Vm {
 /** What FunctionInstance uses of VmPool: take(), scripted. */
 class FakePool {
   readonly vms: FakeVm[] = [];
-  /** Outcomes of the next takes, in order: 'fail' rejects, a Deferred holds the take until opened (or failed). */
-  readonly script: Array<'fail' | Deferred> = [];
+  /**
+   * Outcomes of the next takes, in order: 'fail' rejects, a Deferred holds the take until opened (or failed),
+   * 'dead' hands out a VM that already failed, 'dies after load' one that fails once its load answered.
+   */
+  readonly script: Array<'fail' | 'dead' | 'dies after load' | Deferred> = [];
   /** New VMs hold their load until their loadGate opens. */
   holdLoads = false;
   takes = 0;
@@ -95,9 +107,11 @@ class FakePool {
     this.takes++;
     const step = this.script.shift();
     if (step === 'fail') throw new Error('restore failed (injected)');
-    if (step) await step.promise;
+    if (step instanceof Deferred) await step.promise;
     const vm = new FakeVm(`vm-${this.vms.length + 1}`, spec, this.holdLoads);
     this.vms.push(vm);
+    if (step === 'dead') vm.fail('QEMU exited before the load (injected)');
+    if (step === 'dies after load') vm.dieAfterLoad = true;
     return { vm, source: 'warm' };
   }
 
@@ -172,6 +186,9 @@ async function assertServes(h: Harness, version: number): Promise<FakeVm> {
   return target;
 }
 
+/** A VM the pool hands out dies before its load, or right after it (before it is attached), for each path. */
+const deaths = [['is handed out dead', 'dead'], ['dies right after its load answered', 'dies after load']] as const;
+
 function assertAllStopped(h: Harness): void {
   for (const vm of h.pool.vms) assert.ok(vm.stopped, `${vm.id} was stopped`);
 }
@@ -199,11 +216,33 @@ describe('deploy', () => {
     const deploying = deploy(h, deployment(1));
     await until('the load', () => h.pool.vms[0]?.loading === true);
     h.pool.vm(1).fail();
-    await assert.rejects(deploying, ChannelClosedError);
+    await assert.rejects(deploying, (error: Error) => error instanceof ChannelClosedError && /^VM vm-1 stopped while the code loaded: QEMU exited \(injected\)$/.test(error.message));
     assert.equal(h.instance.state.kind, 'broken');
     assertAllStopped(h);
     assert.equal(h.store.vm, null);
   });
+
+  test('the VM fails after it was acquired, before its load: it is stopped, the function broken', async () => {
+    const deploying = h.instance.exclusive(() => h.instance.deploy(deployment(1), async (phase) => {
+      if (phase === 'deploying') h.pool.vm(1).fail();
+    }));
+    await assert.rejects(deploying, /injected/);
+    assert.equal(h.instance.state.kind, 'broken');
+    assertAllStopped(h);
+    assert.equal(h.pool.vm(1).loaded, null, 'nothing was loaded');
+  });
+
+  for (const [what, step] of deaths) {
+    test(`the VM ${what}: it is stopped, the function broken; a new deploy works`, async () => {
+      h.pool.script.push(step);
+      await assert.rejects(deploy(h, deployment(1)), /injected/);
+      assert.equal(h.instance.state.kind, 'broken');
+      assertAllStopped(h);
+      assert.equal(h.store.vm, null);
+      await deploy(h, deployment(2));
+      await assertServes(h, 2);
+    });
+  }
 
   test('the VM fails after it was attached: replaced with the same version', async () => {
     await deploy(h, deployment(1));
@@ -245,6 +284,28 @@ describe('reload (same shape)', () => {
     await assertServes(h, 1); // the update failed, so the store still has version 1
   });
 
+  test('the VM failed just before the reload: the update goes to a new VM, the old version is not restarted', async () => {
+    await deploy(h, deployment(1));
+    h.pool.vm(1).fail();
+    await reload(h, deployment(2));
+    const vm = await assertServes(h, 2);
+    assert.equal(vm.id, 'vm-2');
+    assert.equal(h.pool.vms.length, 2, 'no replacement of version 1 was started');
+  });
+
+  for (const [what, inject, error] of [
+    ['the VM fails right after the new code loaded, before the switch', (vm: FakeVm) => { vm.dieAfterLoad = true; }, ChannelClosedError],
+    ['the load gets no answer in time (the agent swaps the code late)', (vm: FakeVm) => { vm.loadTimesOut = true; }, ChannelTimeoutError],
+  ] as const) {
+    test(`${what}: the update fails, a new VM serves the old version`, async () => {
+      await deploy(h, deployment(1));
+      inject(h.pool.vm(1));
+      await assert.rejects(reload(h, deployment(2)), error);
+      const vm = await assertServes(h, 1);
+      assert.equal(vm.id, 'vm-2');
+    });
+  }
+
   test('the VM fails after the reload: replaced with the new version', async () => {
     await deploy(h, deployment(1));
     await reload(h, deployment(2));
@@ -277,6 +338,15 @@ describe('move (new shape)', () => {
     const vm = await assertServes(h, 1);
     assert.equal(vm.id, 'vm-1');
   });
+
+  for (const [what, step] of deaths) {
+    test(`the new VM ${what}: it is stopped, the old one keeps serving`, async () => {
+      h.pool.script.push(step);
+      await assert.rejects(reload(h, deployment(2, 512)), /injected/);
+      const vm = await assertServes(h, 1);
+      assert.equal(vm.id, 'vm-1');
+    });
+  }
 
   test('the new VM fails after the move: replaced with the new version', async () => {
     await reload(h, deployment(2, 512));
@@ -358,6 +428,18 @@ describe('recycle', () => {
     assert.equal(vm.id, 'vm-4');
   });
 
+  for (const [what, step] of deaths) {
+    test(`the replacement ${what}: retried, \`error\` says why meanwhile`, async () => {
+      h.pool.script.push(step);
+      h.pool.vm(1).fail();
+      await until('the second replacement', () => h.instance.state.kind === 'serving');
+      const vm = await assertServes(h, 1);
+      assert.equal(vm.id, 'vm-3');
+      assert.match(String(h.store.retrying[0]), /no VM could be started .*injected/);
+      assert.equal(h.store.retrying.at(-1), null);
+    });
+  }
+
   test('no replacement can be had: retried, `error` reported meanwhile and cleared on success', async () => {
     h.pool.script.push('fail', 'fail');
     h.pool.vm(1).fail();
@@ -366,6 +448,18 @@ describe('recycle', () => {
     assert.equal(h.store.retrying.length, 3);
     assert.match(String(h.store.retrying[0]), /no VM could be started .*injected/);
     assert.equal(h.store.retrying.at(-1), null);
+  });
+
+  test('a new version during the retries whose VM fails too: the retries go on with the old version', async () => {
+    for (let i = 0; i < 50; i++) h.pool.script.push('fail');
+    h.pool.vm(1).fail();
+    await until('a failed retry', () => h.store.retrying.length > 0);
+    h.pool.script.length = 0;
+    h.pool.script.push('dead');
+    await assert.rejects(reload(h, deployment(2)), /injected/);
+    await until('the old version back', () => h.instance.state.kind === 'serving');
+    await assertServes(h, 1);
+    assert.equal(h.store.retrying.at(-1), null, '`error` cleared');
   });
 
   test('a new version during the retries wins over the old one', async () => {
@@ -418,6 +512,31 @@ describe('wake', () => {
     assert.equal((await waiting).status, 'success');
     h.pool.vm(3).fail();
     await assertServes(h, 1);
+  });
+
+  for (const [what, step] of deaths) {
+    test(`the woken VM ${what}: the invocation waits for the next one, \`error\` says why meanwhile`, async () => {
+      h.pool.script.push(step);
+      const outcome = await invoke(h, 5000);
+      assert.equal(outcome.status, 'success');
+      assert.deepEqual(outcome.response, { vm: 'vm-3', version: 1 });
+      assert.match(String(h.store.retrying[0]), /no VM could be started .*injected/);
+      assert.equal(h.store.retrying.at(-1), null);
+    });
+  }
+
+  test('a code update while asleep whose new VM fails while loading: still asleep; an invocation wakes the old version', async () => {
+    h.pool.holdLoads = true;
+    const updating = reload(h, deployment(2));
+    await until('the load', () => h.pool.vms[1]?.loading === true);
+    h.pool.vm(2).fail();
+    await assert.rejects(updating, ChannelClosedError);
+    assert.equal(h.instance.state.kind, 'asleep');
+    assert.equal(h.store.vm, null);
+    h.pool.holdLoads = false;
+    const outcome = await invoke(h);
+    assert.deepEqual(outcome.response, { vm: 'vm-3', version: 1 });
+    assert.equal(outcome.cold_start, true);
   });
 
   test('deleting during the retries stops them', async () => {

@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Vm } from '../src/vm/driver.js';
 import { liveProcessCount } from '../src/vm/processes.js';
 import { startTestServer, waitForState, type TestServer } from './support/server.js';
+import { processExists } from './support/vm-env.js';
 
 let fnvm: TestServer;
 
@@ -156,8 +157,11 @@ describe('scale to zero', () => {
 });
 
 describe('a VM lost at a lifecycle step', () => {
-  /** Wraps the server's pool: `before` runs ahead of each take (throw to fail it); every VM handed out is kept. */
-  function tapPool(server: TestServer, before: () => Promise<void>): { taken: Vm[]; restore(): void } {
+  /**
+   * Wraps the server's pool: `before` runs ahead of each take (throw to fail it), `after` gets each VM handed
+   * out; every VM handed out is kept.
+   */
+  function tapPool(server: TestServer, before: () => Promise<void>, after: (vm: Vm) => void = () => {}): { taken: Vm[]; restore(): void } {
     const pool = server.server.pool;
     const take = pool.take.bind(pool);
     const taken: Vm[] = [];
@@ -165,9 +169,27 @@ describe('a VM lost at a lifecycle step', () => {
       await before();
       const got = await take(spec);
       taken.push(got.vm);
+      after(got.vm);
       return got;
     };
     return { taken, restore: () => { pool.take = take; } };
+  }
+
+  /** The next `load` sent to `vm` kills its QEMU (SIGKILL, by PID) as soon as the request is on its way. */
+  function killOnLoad(vm: Vm): { killed: boolean } {
+    const kill = { killed: false };
+    const channel = vm.channel;
+    const request = channel.request.bind(channel);
+    channel.request = (type, params, timeoutMs) => {
+      const reply = request(type, params, timeoutMs);
+      if (type === 'load' && !kill.killed) {
+        assert.ok(vm.pid, `VM ${vm.id} has a process`);
+        process.kill(vm.pid, 'SIGKILL');
+        kill.killed = true;
+      }
+      return reply;
+    };
+    return kill;
   }
 
   /**
@@ -243,6 +265,75 @@ describe('a VM lost at a lifecycle step', () => {
       assert.ok(serving && serving.state === 'running', 'the store names the running VM');
       assert.equal(serving.spec.memoryMb, 384);
       await until('every other VM to stop', () => tap.taken.every((vm) => vm === serving || gone(vm)), 10_000);
+    } finally {
+      tap.restore();
+    }
+  });
+
+  test('deploy: the VM is killed while the code loads; `error` says why, no VM of it runs, a redeploy gets it ready', async () => {
+    const kills: Array<{ killed: boolean }> = [];
+    const tap = tapPool(fnvm, async () => {}, (vm) => {
+      if (kills.length === 0) kills.push(killOnLoad(vm)); // the first VM only: the redeploy's goes through
+    });
+    try {
+      const created = await fnvm.api('/v1/functions', { method: 'POST', body: { name: 'lost-mid-deploy', runtime: 'node', code: 'exports.handler = () => "v1"' } });
+      assert.equal(created.status, 200, JSON.stringify(created.body));
+      const failed = await waitForState(fnvm, created.body.id);
+      assert.ok(kills[0]?.killed, 'the deploy sent its load, and the VM was killed then');
+      assert.equal(failed.state, 'error', 'a deploy whose VM died ends in error');
+      assert.match(failed.error ?? '', /^deployment failed: VM \S+ stopped while the code loaded: .*QEMU exited \(signal SIGKILL\)/, 'the reason names the lost VM');
+      assert.equal(failed.vm_id, null, 'the store names no VM');
+      const [killed] = tap.taken;
+      assert.ok(killed, 'the deploy took its VM from the pool');
+      await until('the killed VM to be cleaned up', () => gone(killed), 10_000);
+      assert.ok(killed.pid && !processExists(killed.pid), 'its QEMU process is gone');
+      assert.equal(tap.taken.length, 1, 'a failed deploy starts no other VM');
+      const invoked = await invoke(fnvm, 'lost-mid-deploy');
+      assert.equal(invoked.status, 409, JSON.stringify(invoked.body));
+
+      const redeployed = await fnvm.api('/v1/functions/lost-mid-deploy', { method: 'PUT', body: { code: 'exports.handler = () => "v2"' } });
+      assert.equal(redeployed.status, 200, JSON.stringify(redeployed.body));
+      const item = await waitForState(fnvm, created.body.id);
+      assert.equal(item.state, 'ready', item.error);
+      assert.equal(item.error, null);
+      const result = await invoke(fnvm, 'lost-mid-deploy');
+      assert.equal(result.body.response, 'v2', JSON.stringify(result.body));
+      assert.equal(result.body.version, 2);
+      assert.equal(tap.taken.length, 2, 'one VM for the failed deploy, one for the redeploy');
+      assert.equal(tap.taken[1]?.id, item.vm_id, 'the store names the redeploy\'s VM');
+    } finally {
+      tap.restore();
+    }
+  });
+
+  test('reload: the VM is killed while the new code loads; the PUT fails, a replacement serves the old version', async () => {
+    const tap = tapPool(fnvm, async () => {});
+    try {
+      const fn = await deploy(fnvm, { name: 'lost-mid-reload', runtime: 'node', code: 'exports.handler = () => "v1"' });
+      const old = tap.taken.find((vm) => vm.id === fn.vm_id);
+      assert.ok(old, 'the deploy took its VM from the pool');
+      const kill = killOnLoad(old);
+      const put = await fnvm.api('/v1/functions/lost-mid-reload', { method: 'PUT', body: { code: 'exports.handler = () => "v2"' } });
+      assert.ok(kill.killed, 'the reload sent its load, and the VM was killed then');
+      assert.equal(put.status, 503, JSON.stringify(put.body));
+      assert.match(put.body.error, /^could not apply the update: VM \S+ stopped while the code loaded: .*QEMU exited \(signal SIGKILL\)/, 'the answer names the lost VM');
+      const stored = (await fnvm.api(`/v1/functions/${fn.id}`)).body.item;
+      assert.equal(stored.version, 1, 'the update was not stored');
+      assert.match(stored.code, /"v1"/);
+      await until('a replacement VM', async () => {
+        const item = (await fnvm.api(`/v1/functions/${fn.id}`)).body.item;
+        return item.vm_id !== null && item.vm_id !== old.id;
+      });
+      const result = await invoke(fnvm, 'lost-mid-reload');
+      assert.equal(result.body.response, 'v1', JSON.stringify(result.body));
+      assert.equal(result.body.version, 1);
+      const item = (await fnvm.api(`/v1/functions/${fn.id}`)).body.item;
+      assert.equal(item.state, 'ready');
+      assert.equal(item.version, 1);
+      const serving = tap.taken.find((vm) => vm.id === item.vm_id);
+      assert.ok(serving && serving.state === 'running', 'the store names a running VM taken from the pool');
+      await until('every other VM to stop', () => tap.taken.every((vm) => vm === serving || gone(vm)), 10_000);
+      assert.ok(old.pid && !processExists(old.pid), 'the killed QEMU process is gone');
     } finally {
       tap.restore();
     }

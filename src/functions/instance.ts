@@ -191,7 +191,13 @@ export class FunctionInstance {
   async reload(deployment: Deployment): Promise<void> {
     const state = this.current;
     if (state.kind !== 'serving' || specKey(state.deployment.spec) !== specKey(deployment.spec)) return this.move(deployment);
-    await this.load(state.vm, deployment);
+    try {
+      await this.load(state.vm, deployment);
+    } catch (error) {
+      // No answer in time: the agent may still swap in the new code, which the caller will not store. Replaced.
+      if (error instanceof ChannelTimeoutError) this.recycle(state.vm, `loading version ${deployment.version} got no answer: ${error.message}`);
+      throw error;
+    }
     // Its VM failed (and is being replaced with what it ran) or the function was deleted: the update did not happen.
     if (this.current !== state) throw new ChannelClosedError('the function VM stopped while the new code loaded');
     this.transition({ kind: 'serving', vm: state.vm, deployment });
@@ -404,7 +410,10 @@ export class FunctionInstance {
       await vm.channel.request('load', { code: d.code, handler: d.handler, env: d.env, version: d.version }, 60_000);
     } catch (error) {
       if (error instanceof GuestRequestError) throw new LoadError(error.info);
-      throw error;
+      if (error instanceof GuestProtocolError || !(error instanceof ChannelClosedError) || vm.state === 'stopped') throw error;
+      // The VM died under the load: its channel closes first, the cause (QEMU's exit, a panic) follows within 1 s.
+      const reason = await failureOf(vm, 2000);
+      throw reason === null ? error : new ChannelClosedError(`VM ${vm.id} stopped while the code loaded: ${reason}`);
     }
   }
 
