@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import { ChannelClosedError, ChannelTimeoutError, type GuestChannel } from '../src/guest/channel.js';
-import { DeletedError, FunctionInstance, InvalidTransitionError, retryBackoff, transitions, type Deployment } from '../src/functions/instance.js';
+import { DeletedError, FunctionInstance, InvalidTransitionError, retryBackoff, transitions, type Deployment, type InstanceHost } from '../src/functions/instance.js';
+import { LiveVmCap, NoRoomError } from '../src/functions/live-vms.js';
 import type { Vm, VmState } from '../src/vm/driver.js';
 import type { VmSpec } from '../src/vm/spec.js';
 
@@ -133,7 +134,7 @@ interface Harness {
   store: { vm: Vm | null; retrying: Array<string | null> };
 }
 
-function setup(idleMs = 0): Harness {
+function setup(idleMs = 0, host: InstanceHost = {}): Harness {
   const pool = new FakePool();
   const store: Harness['store'] = { vm: null, retrying: [] };
   const events = {
@@ -142,7 +143,7 @@ function setup(idleMs = 0): Harness {
     onBroken: (reason: string) => { store.retrying.push(`broken: ${reason}`); }, // the pre-state-machine event
     log: () => {},
   };
-  return { pool, store, instance: new FunctionInstance('fn', pool, events, idleMs) };
+  return { pool, store, instance: new FunctionInstance('fn', pool, events, idleMs, host) };
 }
 
 const tick = (ms = 5) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -565,5 +566,108 @@ describe('the state machine', () => {
 
   test('every state reaches deleted', () => {
     for (const [from, to] of Object.entries(transitions)) if (from !== 'deleted') assert.ok(to.includes('deleted'), from);
+  });
+});
+
+describe('SnapStart', () => {
+  /** A snapshot store holding the VMs `wake` hands out, and what `initialised` was told. */
+  function snapStart(pool: () => FakePool) {
+    const seen = { initialised: [] as Array<{ version: number; initMs: number }>, wakes: 0, failWake: false, failCapture: false };
+    const host: InstanceHost = {
+      snapStart: {
+        async wake(_id, d) {
+          if (seen.initialised.length === 0) return null; // nothing captured yet
+          seen.wakes++;
+          if (seen.failWake) throw new Error('restore failed (injected)');
+          const vm = new FakeVm(`snap-${seen.wakes}`, d.spec, false);
+          vm.loaded = d.version; // the snapshot holds the initialised code
+          pool().vms.push(vm); // so the harness checks it is stopped like the others
+          return vm;
+        },
+        async initialised(_id, d, _vm, initMs) {
+          if (seen.failCapture) throw new Error('snapshot failed (injected)');
+          seen.initialised.push({ version: d.version, initMs });
+        },
+      },
+    };
+    return { seen, host };
+  }
+
+  test('a wake restores the snapshot and loads nothing; a snapshot that fails to restore falls back to a load', async () => {
+    const snap = snapStart(() => h.pool);
+    h = setup(0, snap.host);
+    await deploy(h, deployment(1));
+    assert.equal(snap.seen.initialised.length, 1, 'the first load reports its init time');
+    assert.ok(snap.seen.initialised[0]!.initMs >= 0);
+    assert.ok(h.instance.sleepIfIdle());
+    assert.equal(h.instance.state.kind, 'asleep');
+    const woken = await invoke(h);
+    assert.deepEqual(woken.response, { vm: 'snap-1', version: 1 });
+    assert.equal(woken.cold_start, true);
+    assert.equal(h.pool.takes, 1, 'no pool VM was taken for the wake');
+
+    snap.seen.failWake = true;
+    assert.ok(h.instance.sleepIfIdle());
+    const fallback = await invoke(h);
+    assert.equal(fallback.status, 'success');
+    assert.equal(h.pool.takes, 2, 'the wake fell back to a pool VM and a load');
+    const { vm: from } = fallback.response as { vm: string };
+    assert.match(from, /^vm-/, 'served by the pool VM');
+  });
+
+  test('a snapshot that breaks its VM fails that start; the VM is stopped', async () => {
+    const snap = snapStart(() => h.pool);
+    snap.seen.failCapture = true;
+    h = setup(0, snap.host);
+    await assert.rejects(deploy(h, deployment(1)), /snapshot failed/);
+    assert.equal(h.instance.state.kind, 'broken');
+    assertAllStopped(h);
+  });
+
+  test('sleepIfIdle refuses while an invocation or an operation runs', async () => {
+    await deploy(h, deployment(1));
+    const gate = new Deferred();
+    const busy = h.instance.exclusive(() => gate.promise);
+    assert.equal(h.instance.sleepIfIdle(), false, 'an operation is under way');
+    gate.open();
+    await busy;
+    h.instance.inflight++;
+    assert.equal(h.instance.sleepIfIdle(), false, 'an invocation is in flight');
+    h.instance.inflight--;
+    assert.equal(h.instance.sleepIfIdle(), true);
+    await settle(h);
+    assertAllStopped(h);
+  });
+});
+
+describe('the live VM cap', () => {
+  test('admit makes the least recently used idle holder sleep; waits while all are busy; gives up after its wait', async () => {
+    const busy = new Set<string>();
+    const slept: string[] = [];
+    const cap = new LiveVmCap(2, (id) => {
+      if (busy.has(id)) return false;
+      slept.push(id);
+      cap.leave(id);
+      return true;
+    });
+    await cap.admit('a', 0);
+    await cap.admit('b', 0);
+    cap.used('a'); // b is now the least recently used
+    await cap.admit('c', 0);
+    assert.deepEqual(slept, ['b']);
+    assert.equal(cap.live, 2);
+    await cap.admit('a', 0); // already holds one
+    assert.deepEqual(slept, ['b']);
+
+    busy.add('a').add('c');
+    await assert.rejects(cap.admit('d', 20), NoRoomError);
+    const waiting = cap.admit('d', 2000);
+    await tick(20);
+    busy.delete('c');
+    cap.idle();
+    await waiting;
+    assert.deepEqual(slept, ['b', 'c'], 'c went once it was idle');
+    cap.used('zz'); // not a holder: no effect
+    assert.equal(cap.live, 2);
   });
 });
