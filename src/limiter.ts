@@ -1,18 +1,20 @@
-// At most N async tasks at once; the rest wait their turn in order.
+// At most N async tasks at once; the rest wait their turn in order, urgent ones before background ones.
 export class Limiter {
   private running = 0;
-  private readonly queue: Array<() => void> = [];
+  private readonly urgent: Array<() => void> = [];
+  private readonly background: Array<() => void> = [];
 
   constructor(private readonly max: number) {}
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.running >= this.max) await new Promise<void>((resolve) => this.queue.push(resolve));
+  /** Runs `task` when a slot is free; a background task also lets every urgent one queued meanwhile go first. */
+  async run<T>(task: () => Promise<T>, priority: 'urgent' | 'background' = 'urgent'): Promise<T> {
+    if (this.running >= this.max) await new Promise<void>((resolve) => (priority === 'urgent' ? this.urgent : this.background).push(resolve));
     this.running++;
     try {
       return await task();
     } finally {
       this.running--;
-      this.queue.shift()?.();
+      (this.urgent.shift() ?? this.background.shift())?.();
     }
   }
 }

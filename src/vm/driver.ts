@@ -36,7 +36,8 @@ export interface VmDriver {
   /** Whether outbound VMs are kept from reaching the host's own services. */
   readonly networkIsolation: boolean;
   boot(spec: VmSpec): Promise<Vm>;
-  restore(snapshot: Snapshot): Promise<Vm>;
+  /** Restores wait for one another (see createQemuDriver); `background` ones (pool refills) go last. */
+  restore(snapshot: Snapshot, priority?: 'urgent' | 'background'): Promise<Vm>;
   /** The kernel command line a VM of `spec` boots with now: a snapshot taken with another one is stale. */
   kernelCmdline(spec: VmSpec): string;
 }
@@ -116,7 +117,7 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
     accelReason: reason,
     networkIsolation: Boolean(netns),
     boot,
-    restore: (snapshot) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns })),
+    restore: (snapshot, priority) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns }), priority),
     kernelCmdline,
   };
 }

@@ -36,6 +36,12 @@ export interface FunctionSnapshotsOptions {
 
 /** Weight of the newest restore in the running estimate of a restore's duration. */
 const restoreWeight = 0.3;
+/**
+ * A function's snapshot holds all its memory, so it restores slower than a base snapshot (whose RAM file is
+ * mapped, not read); and an initialisation must be clearly slower than a restore to be worth a snapshot's disk.
+ */
+const functionRestoreFactor = 1.5;
+const margin = 1.5;
 
 export class FunctionSnapshots {
   private readonly entries = new Map<string, FunctionSnapshot>();
@@ -84,10 +90,11 @@ export class FunctionSnapshots {
     return total;
   }
 
-  /** Whether a restore is expected to beat an initialisation that took `initMs` (unknown: no). */
+  /** Whether a restore is expected to clearly beat an initialisation that took `initMs` (unknown: no). */
   beats(initMs: number): boolean {
-    const restoreMs = this.restoreMsEstimate ?? this.options.baseRestoreMs();
-    return restoreMs !== null && initMs > restoreMs;
+    const base = this.options.baseRestoreMs();
+    const restoreMs = this.restoreMsEstimate ?? (base === null ? null : base * functionRestoreFactor);
+    return restoreMs !== null && initMs > margin * restoreMs;
   }
 
   /**

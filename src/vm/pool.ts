@@ -78,10 +78,10 @@ export class VmPool {
   }
 
   /** A VM restored from the spec's base snapshot, creating that snapshot first if needed. */
-  private async fresh(spec: VmSpec): Promise<Vm> {
+  private async fresh(spec: VmSpec, priority: 'urgent' | 'background' = 'urgent'): Promise<Vm> {
     const snapshot = await this.baseSnapshot(spec);
     const started = performance.now();
-    const vm = await this.driver.restore(snapshot);
+    const vm = await this.driver.restore(snapshot, priority);
     this.restoreTimes.push(performance.now() - started);
     if (this.restoreTimes.length > 9) this.restoreTimes.shift();
     return vm;
@@ -144,7 +144,7 @@ export class VmPool {
   private async refill(spec: VmSpec, target: number): Promise<void> {
     const key = specKey(spec);
     while (!this.closed && (this.idle.get(key)?.length ?? 0) < target) {
-      const vm = await this.fresh(spec);
+      const vm = await this.fresh(spec, 'background'); // a function waiting for a VM restores first
       // Off the request path, so a deploy that takes this VM gets one whose first invoke is already fast.
       try {
         await warmUp(vm.channel, spec.runtime);
