@@ -56,7 +56,7 @@ class FakeVm implements Vm {
       this.loading = false;
       this.loaded = params.version;
       if (this.dieAfterLoad) this.fail('QEMU exited after the load (injected)');
-      return { ok: true };
+      return { version: params.version, duration_ms: 1, logs: [] };
     }
     return { status: 'success', response: { vm: this.id, version: this.loaded }, error: null, logs: [], duration_ms: 1, version: this.loaded };
   }
