@@ -78,6 +78,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
     max_live_vms: service.liveVms.max,
     snapshot_bytes: snapshots?.totalBytes ?? 0,
     snapshot_budget_bytes: config.snapshotDiskMb * 2 ** 20,
+    snapstart_min_init_ms: snapshots?.minInitMs() ?? null,
     images: images.versions,
     functions: service.list().length,
   });

@@ -56,8 +56,10 @@ describe('SnapStart', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'fnvm-snap-'));
     let server = await startTestServer({ dataDir, idleSeconds: 1 });
     try {
-      const fn = await deploy(server, { name: 'slow-init', runtime: 'node', code: slowInit(1500) });
-      assert.ok(fn.init_ms >= 1500, `init_ms ${fn.init_ms} counts the top-level code`);
+      const fn = await deploy(server, { name: 'slow-init', runtime: 'node', code: slowInit(2500) });
+      assert.ok(fn.init_ms >= 2500, `init_ms ${fn.init_ms} counts the top-level code`);
+      const { snapstart_min_init_ms: threshold } = (await server.api('/v1/health')).body;
+      assert.ok(threshold !== null && threshold < 2500, `a 2.5 s init is worth a snapshot here (threshold ${threshold} ms)`);
       assert.ok(fn.snapshot_bytes > 1_000_000, `a snapshot was kept (${fn.snapshot_bytes} bytes)`);
       const files = readdirSync(join(dataDir, 'snapshots'));
       assert.ok(files.some((f) => f.startsWith(fn.id) && f.endsWith('.vmstate')), `the snapshot is on disk: ${files.join(', ')}`);
@@ -90,7 +92,7 @@ describe('SnapStart', () => {
       assert.ok(!draws.includes(afterRestart.response.random));
 
       // New code: the old snapshot goes at once; the new version initialises and is snapshotted on its next start.
-      const updated = await server.api('/v1/functions/slow-init', { method: 'PUT', body: { code: slowInit(1500, 'v2') } });
+      const updated = await server.api('/v1/functions/slow-init', { method: 'PUT', body: { code: slowInit(2500, 'v2') } });
       assert.equal(updated.status, 200, JSON.stringify(updated.body));
       assert.equal(updated.body.item.snapshot_bytes, null);
       assert.ok(!readdirSync(join(dataDir, 'snapshots')).some((f) => f.endsWith('.vmstate')), 'the stale snapshot is deleted');
@@ -116,8 +118,10 @@ describe('SnapStart', () => {
     try {
       const fast = await deploy(server, { name: 'fast-init', runtime: 'node', code: 'exports.handler = () => "fast"' });
       assert.equal(fast.snapshot_bytes, null, 'initialising is faster than a restore: no snapshot');
-      const slow = await deploy(server, { name: 'over-budget', runtime: 'node', code: slowInit(1000) });
-      assert.equal(slow.snapshot_bytes, null, 'a snapshot larger than 1 MiB is not kept');
+      const slow = await deploy(server, { name: 'over-budget', runtime: 'node', code: slowInit(2500) });
+      const { snapstart_min_init_ms: threshold } = (await server.api('/v1/health')).body;
+      assert.ok(threshold !== null && slow.init_ms > threshold, `the init (${slow.init_ms} ms) is worth a snapshot (threshold ${threshold} ms)`);
+      assert.equal(slow.snapshot_bytes, null, 'but a snapshot larger than 1 MiB is not kept');
       const first = await invoke(server, 'over-budget');
       await asleep(server, 'over-budget');
       const woken = await invoke(server, 'over-budget');
@@ -187,8 +191,9 @@ describe('snapshot bookkeeping', () => {
     };
     try {
       const snapshots = await FunctionSnapshots.open(options);
-      assert.equal(snapshots.beats(200), false, 'a base restore of 100 ms: a function restore is 150, and init must be 1.5x that');
-      assert.equal(snapshots.beats(250), true);
+      assert.equal(snapshots.minInitMs(), 187.5, 'a base restore of 100 ms: a function restore is 150, and init must be 1.25x that');
+      assert.equal(snapshots.beats(180), false);
+      assert.equal(snapshots.beats(200), true);
       const a = await snapshots.capture('a', 'v1', fakeVm(1000), 500);
       await snapshots.capture('b', 'v1', fakeVm(1000), 500);
       assert.ok(a);

@@ -41,13 +41,14 @@ const restoreWeight = 0.3;
  * mapped, not read); and an initialisation must be clearly slower than a restore to be worth a snapshot's disk.
  */
 const functionRestoreFactor = 1.5;
-const margin = 1.5;
+const margin = 1.25;
 
 export class FunctionSnapshots {
   private readonly entries = new Map<string, FunctionSnapshot>();
   /** Functions deleted: a capture still writing for one of them throws its files away. */
   private readonly removed = new Set<string>();
   private restoreMsEstimate: number | null = null;
+  private lastUse = 0;
 
   private constructor(private readonly options: FunctionSnapshotsOptions) {}
 
@@ -61,6 +62,7 @@ export class FunctionSnapshots {
       const entry = await readEntry(join(options.dir, name));
       if (entry && snapshots.fits(entry)) {
         snapshots.entries.set(entry.functionId, entry);
+        snapshots.lastUse = Math.max(snapshots.lastUse, entry.usedAt);
         kept.add(entry.snapshot.path);
       } else {
         await rm(join(options.dir, name), { force: true });
@@ -90,11 +92,17 @@ export class FunctionSnapshots {
     return total;
   }
 
-  /** Whether a restore is expected to clearly beat an initialisation that took `initMs` (unknown: no). */
-  beats(initMs: number): boolean {
+  /** The initialisation time beyond which a function is snapshotted; null until a restore was timed here. */
+  minInitMs(): number | null {
     const base = this.options.baseRestoreMs();
     const restoreMs = this.restoreMsEstimate ?? (base === null ? null : base * functionRestoreFactor);
-    return restoreMs !== null && initMs > margin * restoreMs;
+    return restoreMs === null ? null : margin * restoreMs;
+  }
+
+  /** Whether a restore is expected to clearly beat an initialisation that took `initMs` (unknown: no). */
+  beats(initMs: number): boolean {
+    const min = this.minInitMs();
+    return min !== null && initMs > min;
   }
 
   /**
@@ -112,7 +120,7 @@ export class FunctionSnapshots {
     } finally {
       if (vm.state === 'paused') await vm.resume();
     }
-    const entry: FunctionSnapshot = { functionId, deployment, initMs, snapshot, createdAt: new Date().toISOString(), usedAt: Date.now() };
+    const entry: FunctionSnapshot = { functionId, deployment, initMs, snapshot, createdAt: new Date().toISOString(), usedAt: this.now() };
     if (this.removed.has(functionId) || snapshot.bytes > this.options.budgetBytes) {
       await rm(snapshot.path, { force: true });
       if (!this.removed.has(functionId)) this.options.log(`function ${functionId}: its snapshot (${mib(snapshot.bytes)}) is larger than the whole snapshot budget; not kept`);
@@ -142,7 +150,7 @@ export class FunctionSnapshots {
       this.options.log(`function ${entry.functionId}: snapshots restore in ${Math.round(estimate)} ms here, slower than its ${Math.round(entry.initMs)} ms initialisation; dropped`);
       await this.remove(entry.functionId, false);
     } else {
-      entry.usedAt = Date.now();
+      entry.usedAt = this.now();
       await this.writeEntry(entry).catch(() => {}); // only the eviction order would be stale
     }
     return vm;
@@ -169,6 +177,12 @@ export class FunctionSnapshots {
       this.options.log(`function ${entry.functionId}: snapshot evicted (snapshots over their ${mib(this.options.budgetBytes)} budget)`);
       await this.remove(entry.functionId, false);
     }
+  }
+
+  /** A use time later than every earlier one, so two uses within a millisecond still have an order. */
+  private now(): number {
+    this.lastUse = Math.max(Date.now(), this.lastUse + 1);
+    return this.lastUse;
   }
 
   private fits(entry: FunctionSnapshot): boolean {
