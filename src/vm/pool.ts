@@ -11,6 +11,12 @@ import { specKey, type VmSpec } from './spec.js';
 
 export type VmSource = 'warm' | 'restore' | 'boot';
 
+/**
+ * What a base snapshot holds; older ones are rebuilt. 2: the runtime after a warm-up (a code load and a few
+ * invocations), so a restored VM's first load skips the runtime's lazy start-up (Python: seconds under TCG).
+ */
+const baseRecipe = 2;
+
 export interface PoolOptions {
   /** Where base snapshots live; include the image hash in it so new images never meet old snapshots. */
   snapshotDir: string;
@@ -105,16 +111,17 @@ export class VmPool {
   private async loadOrCreateSnapshot(spec: VmSpec): Promise<Snapshot> {
     const metaPath = this.metaPath(spec);
     if (existsSync(metaPath)) {
-      const snapshot = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot;
+      const { recipe, ...snapshot } = JSON.parse(await readFile(metaPath, 'utf8')) as Snapshot & { recipe?: number };
       const filesThere = existsSync(snapshot.path) && (!snapshot.ramPath || existsSync(snapshot.ramPath));
       // A snapshot holds a kernel that parsed its command line at boot: a changed one needs a new snapshot.
       const sameKernelArgs = snapshot.cmdline === this.driver.kernelCmdline(spec);
-      if (filesThere && sameKernelArgs && snapshot.accel === this.driver.accel) return snapshot;
+      if (filesThere && sameKernelArgs && snapshot.accel === this.driver.accel && recipe === baseRecipe) return snapshot;
     }
     await mkdir(this.options.snapshotDir, { recursive: true });
     this.options.log?.(`cold-booting a ${specKey(spec)} VM for its base snapshot`);
     const vm = await this.driver.boot(spec);
     try {
+      await warmUp(vm.channel, spec.runtime);
       // Written under a private name, then renamed: a crash mid-write never leaves a snapshot that looks
       // complete, and two processes building the same snapshot do not write into each other's files.
       const base = join(this.options.snapshotDir, `${specKey(spec)}-${randomUUID().slice(0, 8)}`);
@@ -122,7 +129,7 @@ export class VmPool {
       const snapshot = { ...partial, path: `${base}.vmstate`, ramPath: partial.ramPath && `${base}.ram` };
       await rename(partial.path, snapshot.path);
       if (partial.ramPath && snapshot.ramPath) await rename(partial.ramPath, snapshot.ramPath);
-      await writeFile(`${base}.json`, JSON.stringify(snapshot));
+      await writeFile(`${base}.json`, JSON.stringify({ ...snapshot, recipe: baseRecipe }));
       await rename(`${base}.json`, metaPath);
       return snapshot;
     } finally {
