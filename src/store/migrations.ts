@@ -1,9 +1,9 @@
 // Schema migrations, kept in code so they ship inside dist/ and run on every open.
 // Each migration is frozen once released: change the schema by adding a new one.
-import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 // Migrations take Kysely<unknown>: they must not depend on today's table types.
-const migrations: Record<string, Migration> = {
+export const migrations: Record<string, Migration> = {
   '0001_initial': {
     async up(db: Kysely<unknown>): Promise<void> {
       await db.schema
@@ -55,6 +55,26 @@ const migrations: Record<string, Migration> = {
     async down(db: Kysely<unknown>): Promise<void> {
       await db.schema.dropTable('invocations').execute();
       await db.schema.dropTable('functions').execute();
+    },
+  },
+  // last_invoked_at changes on every invoke: in the functions row, each change rewrote the function's code too.
+  '0002_function_activity': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('function_activity')
+        .addColumn('function_id', 'text', (c) => c.primaryKey().references('functions.id').onDelete('cascade'))
+        .addColumn('last_invoked_at', 'text', (c) => c.notNull())
+        .modifyEnd(sql`WITHOUT ROWID`)
+        .execute();
+      await sql`INSERT INTO function_activity (function_id, last_invoked_at)
+                SELECT id, last_invoked_at FROM functions WHERE last_invoked_at IS NOT NULL`.execute(db);
+      await db.schema.alterTable('functions').dropColumn('last_invoked_at').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('functions').addColumn('last_invoked_at', 'text').execute();
+      await sql`UPDATE functions SET last_invoked_at =
+                (SELECT last_invoked_at FROM function_activity WHERE function_id = functions.id)`.execute(db);
+      await db.schema.dropTable('function_activity').execute();
     },
   },
 };

@@ -2,7 +2,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql, type Generated, type SqliteDatabase, type Insertable, type Selectable, type Updateable } from 'kysely';
+import { Kysely, SqliteDialect, sql, type ExpressionBuilder, type Generated, type SqliteDatabase, type Insertable, type Selectable, type Updateable } from 'kysely';
+import { InvocationWriter, type InvocationRow } from './invocation-writer.js';
 import { migrateToLatest } from './migrations.js';
 import {
   NameTakenError,
@@ -14,19 +15,22 @@ import {
 } from './types.js';
 
 // Row types derive from the records so the two cannot drift apart; only encoded columns differ.
-interface FunctionsTable extends Omit<FunctionRecord, 'env_vars'> {
+interface FunctionsTable extends Omit<FunctionRecord, 'env_vars' | 'last_invoked_at'> {
   env_vars: string;
 }
-interface InvocationsTable extends Omit<InvocationRecord, 'cold_start' | 'logs' | 'error'> {
+interface FunctionActivityTable {
+  function_id: string;
+  last_invoked_at: string;
+}
+interface InvocationsTable extends InvocationRow {
   seq: Generated<number>;
-  cold_start: number;
-  logs: string;
-  error: string | null;
 }
 interface Tables {
   functions: FunctionsTable;
+  function_activity: FunctionActivityTable;
   invocations: InvocationsTable;
 }
+type FunctionRow = Selectable<FunctionsTable> & { last_invoked_at: string | null };
 
 const MEMORY = ':memory:';
 const STATEMENT_CACHE_SIZE = 200;
@@ -39,7 +43,8 @@ export async function openSqliteStore(path: string): Promise<Store> {
     configure(sqlite);
     const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     await migrateToLatest(db);
-    return new SqliteStore(db);
+    const writer = new InvocationWriter(sqlite, (write) => db.connection().execute(async () => write()));
+    return new SqliteStore(db, writer);
   } catch (err) {
     sqlite.close();
     throw err;
@@ -73,7 +78,10 @@ function configure(sqlite: Database.Database): void {
 }
 
 class SqliteStore implements Store {
-  constructor(private readonly db: Kysely<Tables>) {}
+  constructor(
+    private readonly db: Kysely<Tables>,
+    private readonly writer: InvocationWriter,
+  ) {}
 
   async createFunction(fn: NewFunction): Promise<FunctionRecord> {
     const now = timestamp();
@@ -82,12 +90,11 @@ class SqliteStore implements Store {
       env_vars: JSON.stringify(fn.env_vars),
       created_at: now,
       updated_at: now,
-      last_invoked_at: null,
     };
     const created = await guardName(fn.name, () =>
       this.db.insertInto('functions').values(row).returningAll().executeTakeFirstOrThrow(),
     );
-    return rowToFunction(created);
+    return rowToFunction({ ...created, last_invoked_at: null });
   }
 
   getFunction(id: string): Promise<FunctionRecord | undefined> {
@@ -100,14 +107,14 @@ class SqliteStore implements Store {
 
   async listFunctions(): Promise<FunctionRecord[]> {
     // rowid is insertion order; created_at alone ties within a millisecond.
-    const rows = await this.db.selectFrom('functions').selectAll().orderBy('created_at').orderBy(sql`rowid`).execute();
+    const rows = await this.selectFunctions().orderBy('created_at').orderBy(sql`functions.rowid`).execute();
     return rows.map(rowToFunction);
   }
 
   async updateFunction(id: string, patch: FunctionPatch): Promise<FunctionRecord | undefined> {
     const row = { ...patchToRow(patch), updated_at: timestamp() };
     const updated = await guardName(patch.name, () =>
-      this.db.updateTable('functions').set(row).where('id', '=', id).returningAll().executeTakeFirst(),
+      this.db.updateTable('functions').set(row).where('id', '=', id).returningAll().returning(lastInvokedAt).executeTakeFirst(),
     );
     return updated && rowToFunction(updated);
   }
@@ -116,38 +123,18 @@ class SqliteStore implements Store {
     // Deletes the history explicitly too, so it does not rely on the foreign key pragma being on.
     return this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('invocations').where('function_id', '=', id).execute();
+      await trx.deleteFrom('function_activity').where('function_id', '=', id).execute();
       const { numDeletedRows } = await trx.deleteFrom('functions').where('id', '=', id).executeTakeFirst();
       return numDeletedRows > 0n;
     });
   }
 
-  // Hot path (once per invocation): three statements in one transaction, no reads back.
+  // The hot path (once per invocation): group commit, see invocation-writer.ts.
   async recordInvocation(invocation: InvocationRecord, retention: number): Promise<void> {
     if (!Number.isInteger(retention) || retention < 0) {
       throw new RangeError(`retention must be a non-negative integer, got ${retention}`);
     }
-    const functionId = invocation.function_id;
-    await this.db.transaction().execute(async (trx) => {
-      await trx.insertInto('invocations').values(invocationToRow(invocation)).execute();
-      await trx
-        .updateTable('functions')
-        .set({ last_invoked_at: invocation.invoked_at })
-        .where('id', '=', functionId)
-        .execute();
-      // The seq of the newest record beyond the kept ones (NULL, deleting nothing, if there are not that many).
-      const firstDropped = trx
-        .selectFrom('invocations')
-        .select('seq')
-        .where('function_id', '=', functionId)
-        .orderBy('seq', 'desc')
-        .limit(1)
-        .offset(retention);
-      await trx
-        .deleteFrom('invocations')
-        .where('function_id', '=', functionId)
-        .where('seq', '<=', firstDropped)
-        .execute();
-    });
+    return this.writer.write(invocation, retention);
   }
 
   async listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]> {
@@ -171,14 +158,28 @@ class SqliteStore implements Store {
     return count;
   }
 
-  close(): Promise<void> {
-    return this.db.destroy();
+  async close(): Promise<void> {
+    await this.writer.drain();
+    await this.db.destroy();
   }
 
   private async findFunction(column: 'id' | 'name', value: string): Promise<FunctionRecord | undefined> {
-    const row = await this.db.selectFrom('functions').selectAll().where(column, '=', value).executeTakeFirst();
+    const row = await this.selectFunctions().where(column, '=', value).executeTakeFirst();
     return row && rowToFunction(row);
   }
+
+  private selectFunctions() {
+    return this.db.selectFrom('functions').selectAll().select(lastInvokedAt);
+  }
+}
+
+/** A function's last_invoked_at, kept in its own table (see migration 0002). */
+function lastInvokedAt(eb: ExpressionBuilder<Tables, 'functions'>) {
+  return eb
+    .selectFrom('function_activity')
+    .select('last_invoked_at')
+    .whereRef('function_activity.function_id', '=', 'functions.id')
+    .as('last_invoked_at');
 }
 
 /** ISO-8601 UTC with milliseconds: sorts as text in time order. */
@@ -208,7 +209,7 @@ function parseJson<T>(text: string): T {
   return JSON.parse(text) as T;
 }
 
-function rowToFunction(row: Selectable<FunctionsTable>): FunctionRecord {
+function rowToFunction(row: FunctionRow): FunctionRecord {
   return { ...row, env_vars: parseJson<FunctionRecord['env_vars']>(row.env_vars) };
 }
 
@@ -224,14 +225,5 @@ function rowToInvocation(row: Selectable<InvocationsTable>): InvocationRecord {
     cold_start: cold_start === 1,
     logs: parseJson<InvocationRecord['logs']>(logs),
     error: error === null ? null : parseJson<NonNullable<InvocationRecord['error']>>(error),
-  };
-}
-
-function invocationToRow(invocation: InvocationRecord): Insertable<InvocationsTable> {
-  return {
-    ...invocation,
-    cold_start: invocation.cold_start ? 1 : 0,
-    logs: JSON.stringify(invocation.logs),
-    error: invocation.error === null ? null : JSON.stringify(invocation.error),
   };
 }
