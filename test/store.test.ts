@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { statSync } from 'node:fs';
+import { copyFileSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { checkpointIntervalMs } from '../src/store/checkpointer.js';
 import { migrations } from '../src/store/migrations.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { NameTakenError, type InvocationRecord, type NewFunction, type Store } from '../src/store/types.js';
@@ -296,6 +297,17 @@ describe('group commit', () => {
     assert.equal(await store.countInvocations(other.id), 5);
     assert.equal((await store.getFunction(fn.id))?.last_invoked_at, mine.at(-1)?.invoked_at);
     assert.equal((await store.updateFunction(fn.id, { state: 'ready' }))?.last_invoked_at, mine.at(-1)?.invoked_at);
+  });
+
+  test('commits reach the database file through the background checkpoint, not the committing connection', async (t) => {
+    const path = freshPath();
+    const store = await openStore(t, path);
+    const fn = await store.createFunction(newFunction());
+    await recordMany(store, fn.id, 20); // far fewer pages than the main connection's own checkpoint threshold
+    await sleep(checkpointIntervalMs * 4);
+    const copy = `${path}.copy`;
+    copyFileSync(path, copy); // the database file alone, without its WAL
+    assert.equal(withRaw(copy, (db) => db.prepare('SELECT count(*) FROM invocations').pluck().get()), 20);
   });
 
   test('a database from migration 0001 keeps each function\'s last_invoked_at', async () => {

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql, type ExpressionBuilder, type Generated, type SqliteDatabase, type Insertable, type Selectable, type Updateable } from 'kysely';
+import { backstopCheckpointPages, startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { InvocationWriter, type InvocationRow } from './invocation-writer.js';
 import { migrateToLatest } from './migrations.js';
 import {
@@ -44,7 +45,7 @@ export async function openSqliteStore(path: string): Promise<Store> {
     const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     await migrateToLatest(db);
     const writer = new InvocationWriter(sqlite, (write) => db.connection().execute(async () => write()));
-    return new SqliteStore(db, writer);
+    return new SqliteStore(db, writer, path === MEMORY ? null : startCheckpointer(path));
   } catch (err) {
     sqlite.close();
     throw err;
@@ -75,12 +76,16 @@ function configure(sqlite: Database.Database): void {
   sqlite.pragma('synchronous = NORMAL'); // with WAL: no corruption; only a power loss can drop the last commits
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON'); // off by default in SQLite, per connection
+  // Checkpoints run in a worker (checkpointer.ts); this one only if the WAL grows past what the worker allows.
+  sqlite.pragma(`wal_autocheckpoint = ${backstopCheckpointPages}`);
+  sqlite.pragma(`journal_size_limit = ${backstopCheckpointPages * 4096}`); // the WAL file shrinks back after a burst
 }
 
 class SqliteStore implements Store {
   constructor(
     private readonly db: Kysely<Tables>,
     private readonly writer: InvocationWriter,
+    private readonly checkpointer: Checkpointer | null,
   ) {}
 
   async createFunction(fn: NewFunction): Promise<FunctionRecord> {
@@ -159,6 +164,7 @@ class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.checkpointer?.stop();
     await this.writer.drain();
     await this.db.destroy();
   }
