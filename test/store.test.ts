@@ -312,7 +312,7 @@ describe('group commit', () => {
 
   test('a database from migration 0001 keeps each function\'s last_invoked_at', async () => {
     const path = freshPath();
-    await openSqliteStore(path).then((store) => store.close()); // creates the directory; then rebuilt at 0001
+    await openSqliteStore(path).then((store) => store.close()); // creates the file; migrated back to 0001 below
     const sqlite = new Database(path);
     const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: sqlite }) });
     try {
@@ -320,13 +320,18 @@ describe('group commit', () => {
       assert.equal(down.error, undefined);
       sqlite.prepare(`INSERT INTO functions (id, name, runtime, code, handler, env_vars, timeout_seconds, memory_mb, vcpu,
         max_concurrency, state, version, created_at, updated_at, last_invoked_at)
-        VALUES ('f', 'f', 'node', 'c', 'h', '{}', 1, 128, 1, 1, 'ready', 1, 't', 't', '2024-01-01T00:00:00.000Z')`).run();
+        VALUES ('f', 'f', 'node', 'c', 'h', '{}', 1, 128, 1, 1, 'ready', 1, 't', 't', '2024-01-01T00:00:02.000Z')`).run();
+      const record = sqlite.prepare(`INSERT INTO invocations (id, function_id, request_id, status, duration_ms, invoked_at,
+        version, cold_start, logs) VALUES (?, 'f', 'r', 'success', 1, ?, 1, 0, '[]')`);
+      record.run('i1', '2024-01-01T00:00:01.000Z');
+      record.run('i2', '2024-01-01T00:00:02.000Z');
     } finally {
       await db.destroy();
     }
     const store = await openSqliteStore(path);
     try {
-      assert.equal((await store.getFunction('f'))?.last_invoked_at, '2024-01-01T00:00:00.000Z');
+      assert.equal((await store.getFunction('f'))?.last_invoked_at, '2024-01-01T00:00:02.000Z');
+      assert.equal((await store.listFunctions())[0]?.last_invoked_at, '2024-01-01T00:00:02.000Z');
     } finally {
       await store.close();
     }
@@ -372,7 +377,7 @@ describe('database file', () => {
       await reopened.close();
     }
     const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
-    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_function_activity' }]);
+    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }]);
   });
 
   test('two stores on one file see each other\'s writes', async (t) => {

@@ -35,17 +35,12 @@ export class InvocationWriter {
 
   /**
    * `exclusive` runs a synchronous write while no other transaction is open on the connection (the writer
-   * shares it with Kysely, whose transactions span awaits: a BEGIN of ours inside one would only nest).
+   * shares it with Kysely, whose transactions span awaits: a BEGIN of ours inside one would only nest in it).
    */
   constructor(sqlite: Database.Database, private readonly exclusive: (write: () => void) => Promise<void>) {
     const insert = sqlite.prepare<[InvocationRow]>(
       `INSERT INTO invocations (id, function_id, request_id, status, duration_ms, invoked_at, version, cold_start, logs, error)
        VALUES (@id, @function_id, @request_id, @status, @duration_ms, @invoked_at, @version, @cold_start, @logs, @error)`,
-    );
-    // A small row of its own: rewriting the functions row would copy the function's code on every invoke.
-    const touch = sqlite.prepare<[string, string]>(
-      `INSERT INTO function_activity (function_id, last_invoked_at) VALUES (?, ?)
-       ON CONFLICT (function_id) DO UPDATE SET last_invoked_at = excluded.last_invoked_at`,
     );
     // Everything up to the newest record beyond the kept ones (NULL, deleting nothing, if there are not that many).
     const trim = sqlite.prepare<[string, string, number]>(
@@ -53,17 +48,13 @@ export class InvocationWriter {
          SELECT seq FROM invocations WHERE function_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`,
     );
     this.commitBatch = sqlite.transaction((batch: Queued[]) => {
-      const functions = new Map<string, { invokedAt: string; retention: number }>();
+      const retentions = new Map<string, number>();
       for (const { row, retention } of batch) {
         insert.run(row);
-        const seen = functions.get(row.function_id);
-        // The last record sets last_invoked_at, as if recorded one by one; the smallest retention asked for wins.
-        functions.set(row.function_id, { invokedAt: row.invoked_at, retention: Math.min(retention, seen?.retention ?? retention) });
+        // One trim per function per batch, to the smallest retention any of its records asked for.
+        retentions.set(row.function_id, Math.min(retention, retentions.get(row.function_id) ?? retention));
       }
-      for (const [functionId, { invokedAt, retention }] of functions) {
-        touch.run(functionId, invokedAt);
-        trim.run(functionId, functionId, retention);
-      }
+      for (const [functionId, retention] of retentions) trim.run(functionId, functionId, retention);
     });
   }
 

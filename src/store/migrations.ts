@@ -57,24 +57,16 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('functions').execute();
     },
   },
-  // last_invoked_at changes on every invoke: in the functions row, each change rewrote the function's code too.
-  '0002_function_activity': {
+  // last_invoked_at is now the invoked_at of the newest invocation record (sqlite.ts): kept in the functions row,
+  // every invoke rewrote that row (SQLite reads and compares the code in it) and its page in the WAL.
+  '0002_derived_last_invoked_at': {
     async up(db: Kysely<unknown>): Promise<void> {
-      await db.schema
-        .createTable('function_activity')
-        .addColumn('function_id', 'text', (c) => c.primaryKey().references('functions.id').onDelete('cascade'))
-        .addColumn('last_invoked_at', 'text', (c) => c.notNull())
-        .modifyEnd(sql`WITHOUT ROWID`)
-        .execute();
-      await sql`INSERT INTO function_activity (function_id, last_invoked_at)
-                SELECT id, last_invoked_at FROM functions WHERE last_invoked_at IS NOT NULL`.execute(db);
       await db.schema.alterTable('functions').dropColumn('last_invoked_at').execute();
     },
     async down(db: Kysely<unknown>): Promise<void> {
       await db.schema.alterTable('functions').addColumn('last_invoked_at', 'text').execute();
-      await sql`UPDATE functions SET last_invoked_at =
-                (SELECT last_invoked_at FROM function_activity WHERE function_id = functions.id)`.execute(db);
-      await db.schema.dropTable('function_activity').execute();
+      await sql`UPDATE functions SET last_invoked_at = (SELECT invoked_at FROM invocations
+                WHERE function_id = functions.id ORDER BY seq DESC LIMIT 1)`.execute(db);
     },
   },
 };

@@ -19,16 +19,11 @@ import {
 interface FunctionsTable extends Omit<FunctionRecord, 'env_vars' | 'last_invoked_at'> {
   env_vars: string;
 }
-interface FunctionActivityTable {
-  function_id: string;
-  last_invoked_at: string;
-}
 interface InvocationsTable extends InvocationRow {
   seq: Generated<number>;
 }
 interface Tables {
   functions: FunctionsTable;
-  function_activity: FunctionActivityTable;
   invocations: InvocationsTable;
 }
 type FunctionRow = Selectable<FunctionsTable> & { last_invoked_at: string | null };
@@ -44,7 +39,11 @@ export async function openSqliteStore(path: string): Promise<Store> {
     configure(sqlite);
     const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     await migrateToLatest(db);
-    const writer = new InvocationWriter(sqlite, (write) => db.connection().execute(async () => write()));
+    const writer = new InvocationWriter(sqlite, (write) =>
+      // A Kysely transaction spans awaits: wait for it to end. Otherwise nothing is open, and better-sqlite3 is
+      // synchronous, so the write is over before any other statement can start.
+      sqlite.inTransaction ? db.connection().execute(async () => write()) : new Promise((resolve) => resolve(write())),
+    );
     return new SqliteStore(db, writer, path === MEMORY ? null : startCheckpointer(path));
   } catch (err) {
     sqlite.close();
@@ -128,7 +127,6 @@ class SqliteStore implements Store {
     // Deletes the history explicitly too, so it does not rely on the foreign key pragma being on.
     return this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('invocations').where('function_id', '=', id).execute();
-      await trx.deleteFrom('function_activity').where('function_id', '=', id).execute();
       const { numDeletedRows } = await trx.deleteFrom('functions').where('id', '=', id).executeTakeFirst();
       return numDeletedRows > 0n;
     });
@@ -179,12 +177,17 @@ class SqliteStore implements Store {
   }
 }
 
-/** A function's last_invoked_at, kept in its own table (see migration 0002). */
+/**
+ * A function's last_invoked_at: the invoked_at of its newest record (one step down the (function_id, seq) index),
+ * so recording an invocation writes nothing but the record.
+ */
 function lastInvokedAt(eb: ExpressionBuilder<Tables, 'functions'>) {
   return eb
-    .selectFrom('function_activity')
-    .select('last_invoked_at')
-    .whereRef('function_activity.function_id', '=', 'functions.id')
+    .selectFrom('invocations')
+    .select('invoked_at')
+    .whereRef('invocations.function_id', '=', 'functions.id')
+    .orderBy('seq', 'desc')
+    .limit(1)
     .as('last_invoked_at');
 }
 
