@@ -9,7 +9,8 @@ import { Duplex } from 'node:stream';
 import { describe, test } from 'node:test';
 import { ChannelTimeoutError, GuestChannel, GuestProtocolError, GuestRequestError } from '../src/guest/channel.js';
 import { FrameDecoder, MAX_FRAME_BYTES } from '../src/guest/framing.js';
-import { maxResponseBytes, maxResponseDepth } from '../src/guest/limits.js';
+import { answerJson } from '../src/functions/answer.js';
+import { jsonTextDepth, maxResponseBytes, maxResponseDepth, measuredJson } from '../src/guest/limits.js';
 import { maxLogChars } from '../src/guest/validate.js';
 import { ConsoleRing } from '../src/vm/console-ring.js';
 import { maxQmpLineChars, QmpClient, QmpError } from '../src/vm/qmp.js';
@@ -229,6 +230,54 @@ describe('response size (host side, whatever the agent says)', () => {
     const pending = invoke(guest.channel);
     guest.send({ id: 1, ok: true, result: invokeResult({ response: 'é'.repeat(maxResponseBytes / 2) }) });
     assert.equal((await pending).error?.type, 'ResponseTooLarge');
+  });
+});
+
+describe('nesting scan and measured responses', () => {
+  /** Nesting depth of a parsed value, recursively (test values are shallow enough). */
+  const depthOf = (value: unknown): number =>
+    value !== null && typeof value === 'object' ? 1 + Math.max(0, ...Object.values(value).map(depthOf)) : 0;
+
+  test('the byte scan finds the nesting JSON.parse sees, whatever the strings hold', () => {
+    const tricky = ['', '[', ']', '{', '}', '"', '\\', '\\"', '\\\\', '"[', 'é[', '日本{', '🚀]', '\u0000', '\\u005b'];
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const build = (levels: number): unknown => {
+      if (levels === 0 || random() < 0.2) return tricky[Math.floor(random() * tricky.length)]!.repeat(1 + Math.floor(random() * 3));
+      const children = Array.from({ length: 1 + Math.floor(random() * 3) }, () => build(levels - 1));
+      return random() < 0.5 ? children : Object.fromEntries(children.map((child, i) => [`k${i}${tricky[i]}`, child]));
+    };
+    for (let i = 0; i < 500; i++) {
+      const value = build(1 + Math.floor(random() * 8));
+      const text = JSON.stringify(value);
+      assert.equal(jsonTextDepth(Buffer.from(text)), depthOf(value), text);
+    }
+  });
+
+  test('a frame nested deep only outside its response passes (the scan only decides when to walk)', async () => {
+    const guest = fakeGuest();
+    const pending = invoke(guest.channel);
+    const deepExtra = JSON.parse(`${'['.repeat(3000)}${']'.repeat(3000)}`);
+    guest.send({ id: 1, ok: true, result: invokeResult({ extra: deepExtra, response: { shallow: [1, 2] } }) });
+    const result = await pending;
+    assert.equal(result.status, 'success');
+    assert.deepEqual(result.response, { shallow: [1, 2] });
+  });
+
+  test('the answer splices a measured response in, byte for byte what JSON.stringify would write', async () => {
+    const guest = fakeGuest();
+    const big = Array.from({ length: 40_000 }, (_, i) => ({ i, name: `item-${i}`, text: 'é"\\\n🚀' }));
+    const small = { a: [1, 'two', null] };
+    const results = [invoke(guest.channel), invoke(guest.channel)];
+    guest.send({ id: 1, ok: true, result: invokeResult({ response: big }) });
+    guest.send({ id: 2, ok: true, result: invokeResult({ response: small }) });
+    const [measured, unmeasured] = await Promise.all(results);
+    assert.ok(measuredJson(measured!.response) !== undefined, 'a large response was measured');
+    assert.equal(measuredJson(unmeasured!.response), undefined, 'a small frame is not');
+    for (const { status, duration_ms, response, logs, error, version } of [measured!, unmeasured!]) {
+      const answer = { request_id: 'r', status, duration_ms, response, logs, error, cold_start: false, version }; // as the service builds it
+      assert.ok(answerJson(answer) === JSON.stringify(answer), 'the answer differs from JSON.stringify');
+    }
   });
 });
 

@@ -1,6 +1,9 @@
 // Faults provoked for real: runaway handlers, memory exhaustion, crashing runtimes, concurrency, idle VMs.
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import type { Vm } from '../src/vm/driver.js';
 import { liveProcessCount } from '../src/vm/processes.js';
 import { startTestServer, waitForState, type TestServer } from './support/server.js';
@@ -115,6 +118,32 @@ describe('concurrency', () => {
       const mine = results.filter((_, k) => calls[k]!.name === name).map((r) => r.body.request_id).sort();
       assert.deepEqual(logs.map((l: any) => l.request_id).sort(), mine);
     }
+  });
+
+  test('concurrent invocations share commits, yet no answer leaves before its record is readable elsewhere', async () => {
+    const fn = await deploy(fnvm, { name: 'committed', runtime: 'node', code: 'exports.handler = (e) => e.i' });
+    const reader = new Database(join(fnvm.dataDir, 'fnvm.sqlite'), { readonly: true }); // not the server's connection
+    const count = reader.prepare('SELECT count(*) FROM invocations WHERE function_id = ?').pluck();
+    let answered = 0;
+    const early: string[] = [];
+    // Published as the route's handler resolves, just before Fastify sends its answer.
+    const onAnswer = (message: any) => {
+      if (!String(message.request.url).endsWith('/committed/invoke')) return;
+      answered++;
+      const stored = Number(count.get(fn.id));
+      if (stored < answered) early.push(`answer ${answered} with ${stored} records committed`);
+    };
+    subscribe('tracing:fastify.request.handler:asyncStart', onAnswer);
+    try {
+      const results = await Promise.all(Array.from({ length: 64 }, (_, i) => invoke(fnvm, 'committed', { i })));
+      assert.deepEqual(results.map((r) => r.body.response), Array.from({ length: 64 }, (_, i) => i));
+    } finally {
+      unsubscribe('tracing:fastify.request.handler:asyncStart', onAnswer);
+      reader.close();
+    }
+    assert.equal(answered, 64);
+    assert.deepEqual(early, []);
+    assert.equal((await fnvm.api('/v1/functions/committed/logs')).body.total, 64);
   });
 
   test('invocations beyond max_concurrency get 429', async () => {

@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { copyFileSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { checkpointIntervalMs } from '../src/store/checkpointer.js';
+import { migrations } from '../src/store/migrations.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { NameTakenError, type InvocationRecord, type NewFunction, type Store } from '../src/store/types.js';
 
@@ -244,6 +248,118 @@ describe('invocations', () => {
   });
 });
 
+describe('group commit', () => {
+  test('concurrent records commit together, each acknowledged only once a fresh connection reads it', async (t) => {
+    const path = freshPath();
+    const store = await openStore(t, path);
+    const fn = await store.createFunction(newFunction());
+    const reader = new Database(path, { readonly: true });
+    t.after(() => reader.close());
+    const visible = reader.prepare('SELECT count(*) AS n FROM invocations WHERE id = ?').pluck();
+    const unpin = pinWal(t, path);
+    const commitsBefore = walFrames(path);
+    const invocations = Array.from({ length: 50 }, () => newInvocation(fn.id));
+    await Promise.all(invocations.map(async (invocation) => {
+      await store.recordInvocation(invocation, 1000);
+      assert.equal(visible.get(invocation.id), 1, `${invocation.id} acknowledged before it was committed`);
+    }));
+    assert.equal(await store.countInvocations(fn.id), 50);
+    assert.deepEqual(ids(await store.listInvocations(fn.id, 50, 0)), ids(invocations.reverse()), 'recorded in call order');
+    // One transaction appends each page it changed once: 50 commits of their own would append >= 100 frames.
+    assert.ok(walFrames(path) - commitsBefore < 40, `${walFrames(path) - commitsBefore} WAL frames for one batch`);
+    unpin();
+  });
+
+  test('a record that cannot be stored fails alone: the rest of its batch is committed', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const good = [newInvocation(fn.id), newInvocation(fn.id)];
+    const results = await Promise.allSettled([
+      store.recordInvocation(good[0]!, 10),
+      store.recordInvocation(newInvocation('deleted-meanwhile'), 10),
+      store.recordInvocation(good[1]!, 10),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.match(String((results[1] as PromiseRejectedResult).reason), /FOREIGN KEY/);
+    assert.deepEqual(ids(await store.listInvocations(fn.id, 10, 0)), ids(good.reverse()));
+  });
+
+  test('retention stays exact within a batch and last_invoked_at is the last record\'s', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const other = await store.createFunction(newFunction());
+    const invocations = Array.from({ length: 30 }, (_, i) => newInvocation(i % 3 === 0 ? other.id : fn.id, {
+      invoked_at: new Date(Date.UTC(2024, 0, 1, 0, 0, i)).toISOString(),
+    }));
+    await Promise.all(invocations.map((invocation) => store.recordInvocation(invocation, 5)));
+    const mine = invocations.filter((i) => i.function_id === fn.id);
+    assert.deepEqual(ids(await store.listInvocations(fn.id, 100, 0)), ids(mine.slice(-5).reverse()));
+    assert.equal(await store.countInvocations(other.id), 5);
+    assert.equal((await store.getFunction(fn.id))?.last_invoked_at, mine.at(-1)?.invoked_at);
+    assert.equal((await store.updateFunction(fn.id, { state: 'ready' }))?.last_invoked_at, mine.at(-1)?.invoked_at);
+  });
+
+  test('commits reach the database file through the background checkpoint, not the committing connection', async (t) => {
+    const path = freshPath();
+    const store = await openStore(t, path);
+    const fn = await store.createFunction(newFunction());
+    await recordMany(store, fn.id, 20); // far fewer pages than the main connection's own checkpoint threshold
+    await sleep(checkpointIntervalMs * 4);
+    const copy = `${path}.copy`;
+    copyFileSync(path, copy); // the database file alone, without its WAL
+    assert.equal(withRaw(copy, (db) => db.prepare('SELECT count(*) FROM invocations').pluck().get()), 20);
+  });
+
+  test('a database from migration 0001 keeps each function\'s last_invoked_at', async () => {
+    const path = freshPath();
+    await openSqliteStore(path).then((store) => store.close()); // creates the file; migrated back to 0001 below
+    const sqlite = new Database(path);
+    const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: sqlite }) });
+    try {
+      const down = await new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateTo('0001_initial');
+      assert.equal(down.error, undefined);
+      sqlite.prepare(`INSERT INTO functions (id, name, runtime, code, handler, env_vars, timeout_seconds, memory_mb, vcpu,
+        max_concurrency, state, version, created_at, updated_at, last_invoked_at)
+        VALUES ('f', 'f', 'node', 'c', 'h', '{}', 1, 128, 1, 1, 'ready', 1, 't', 't', '2024-01-01T00:00:02.000Z')`).run();
+      const record = sqlite.prepare(`INSERT INTO invocations (id, function_id, request_id, status, duration_ms, invoked_at,
+        version, cold_start, logs) VALUES (?, 'f', 'r', 'success', 1, ?, 1, 0, '[]')`);
+      record.run('i1', '2024-01-01T00:00:01.000Z');
+      record.run('i2', '2024-01-01T00:00:02.000Z');
+    } finally {
+      await db.destroy();
+    }
+    const store = await openSqliteStore(path);
+    try {
+      assert.equal((await store.getFunction('f'))?.last_invoked_at, '2024-01-01T00:00:02.000Z');
+      assert.equal((await store.listFunctions())[0]?.last_invoked_at, '2024-01-01T00:00:02.000Z');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/**
+ * Holds a read transaction open until the returned function (or the test's end) releases it: the WAL cannot
+ * start over while a reader uses it, so its size counts every frame appended meanwhile.
+ */
+function pinWal(t: TestContext, path: string): () => void {
+  const pin = new Database(path, { readonly: true });
+  pin.exec('BEGIN');
+  pin.prepare('SELECT count(*) FROM invocations').get();
+  const release = () => {
+    if (!pin.open) return;
+    pin.exec('COMMIT');
+    pin.close();
+  };
+  t.after(release);
+  return release;
+}
+
+/** Frames in the database's WAL file (they are 4 KiB pages with a 24-byte header; the file has a 32-byte one). */
+function walFrames(path: string): number {
+  return Math.floor((statSync(`${path}-wal`).size - 32) / (4096 + 24));
+}
+
 describe('database file', () => {
   test('reopening keeps everything and reruns no migration', async () => {
     const path = freshPath();
@@ -261,7 +377,7 @@ describe('database file', () => {
       await reopened.close();
     }
     const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
-    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_snapstart' }]);
+    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }]);
   });
 
   test('two stores on one file see each other\'s writes', async (t) => {

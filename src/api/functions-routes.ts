@@ -1,5 +1,6 @@
 // /v1/functions: the endpoints of functions-api.md. HTTP only; the domain does the work.
 import type { FastifyInstance } from 'fastify';
+import { answerJson } from '../functions/answer.js';
 import { invalid } from '../functions/errors.js';
 import { nestsDeeperThan } from '../json-depth.js';
 import type { FunctionInput, FunctionService } from '../functions/service.js';
@@ -27,8 +28,9 @@ export function functionsRoutes(service: FunctionService) {
       return { message: 'Function deleted' };
     });
 
-    app.post<IdParams & { Body: unknown }>('/v1/functions/:id/invoke', async (request) => {
-      return service.invoke(request.params.id, eventOf(request.body));
+    app.post<IdParams & { Body: unknown }>('/v1/functions/:id/invoke', async (request, reply) => {
+      const answer = await service.invoke(request.params.id, eventOf(request.body));
+      return reply.type('application/json; charset=utf-8').send(answerJson(answer));
     });
 
     app.get<IdParams & { Querystring: Record<string, string | undefined> }>('/v1/functions/:id/logs', async (request) => {

@@ -1,6 +1,7 @@
 // The functions domain: create, update (hot reload or move), delete, invoke and history, over a store
 // and a warm VM pool. The store is the source of truth; `records` is its in-memory copy for the hot path.
 import { randomUUID } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import { ChannelClosedError, ChannelTimeoutError } from '../guest/channel.js';
 import type { Runtime } from '../guest/protocol.js';
@@ -58,6 +59,18 @@ export interface ServiceOptions {
 
 const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
 const guestAddress = '10.0.2.15';
+
+/**
+ * Where one invoke's time went, published for whoever subscribes (bench/api.ts prints the breakdown); with no
+ * subscriber it costs two performance.now() calls.
+ */
+export const invokeTimings = channel('fnvm.invoke.timings');
+export interface InvokeTimings {
+  /** instance.invoke: getting the VM and the guest channel round trip, validation of the reply included. */
+  guestMs: number;
+  /** Recording the invocation (committed before the answer). */
+  storeMs: number;
+}
 
 /** What watchers see: the new state of a function, or its deletion. */
 export type FunctionChange = { item: FunctionRecord } | { deleted: string };
@@ -211,6 +224,7 @@ export class FunctionService {
     const requestId = randomUUID();
     const invokedAt = new Date().toISOString();
     let outcome: InvokeOutcome;
+    const started = performance.now();
     try {
       outcome = await instance.invoke(requestId, event, record.timeout_seconds * 1000, this.options.deployWaitMs);
     } catch (error) {
@@ -220,6 +234,7 @@ export class FunctionService {
       throw error;
     }
     const durationMs = Math.round(outcome.duration_ms * 1000) / 1000;
+    const answered = performance.now();
     await this.record({
       id: randomUUID(),
       function_id: record.id,
@@ -232,6 +247,9 @@ export class FunctionService {
       logs: outcome.logs,
       error: outcome.error,
     });
+    if (invokeTimings.hasSubscribers) {
+      invokeTimings.publish({ guestMs: answered - started, storeMs: performance.now() - answered } satisfies InvokeTimings);
+    }
     const { status, response, logs, error, cold_start, version } = outcome;
     return { request_id: requestId, status, duration_ms: durationMs, response, logs, error, cold_start, version };
   }

@@ -35,7 +35,7 @@ const rememberedTimeouts = 1024;
 
 interface Pending {
   /** Checks the ok result against the request type's shape, then resolves; throws ProtocolViolation. */
-  settle: (result: unknown, frameBytes: number) => void;
+  settle: (result: unknown, frame: Buffer) => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout | undefined;
 }
@@ -92,7 +92,7 @@ export class GuestChannel {
               reject(new ChannelTimeoutError(`guest did not answer ${type} within ${timeoutMs} ms`));
             }, timeoutMs);
       const check = resultCheckers[type];
-      this.pending.set(id, { settle: (result, bytes) => resolve(check(result, bytes)), reject, timer });
+      this.pending.set(id, { settle: (result, frame) => resolve(check(result, frame)), reject, timer });
       // id first: an agent that cannot parse a frame (too deep, broken) still reads the id and answers.
       this.stream.write(encodeFrame({ id, type, ...params }));
     });
@@ -106,7 +106,7 @@ export class GuestChannel {
   private onData(chunk: Buffer): void {
     if (this.closedError) return;
     try {
-      for (const frame of this.decoder.pushSized(chunk)) this.onReply(checkReply(frame.value), frame.bytes);
+      for (const frame of this.decoder.pushSized(chunk)) this.onReply(checkReply(frame.value), frame.body);
     } catch (error) {
       // FrameError (oversize), SyntaxError (not JSON), ProtocolViolation: the stream can no longer be trusted.
       this.stream.destroy();
@@ -114,14 +114,14 @@ export class GuestChannel {
     }
   }
 
-  private onReply(reply: CheckedReply, frameBytes: number): void {
+  private onReply(reply: CheckedReply, frame: Buffer): void {
     const pending = this.pending.get(reply.id);
     if (!pending) {
       if (this.timedOut.delete(reply.id)) return; // a straggler for a request whose deadline passed
       throw new ProtocolViolation(`reply to id ${reply.id}, which is not pending (forged, duplicate or late)`);
     }
     clearTimeout(pending.timer);
-    if (reply.ok) pending.settle(reply.result, frameBytes); // a bad shape throws before anything resolves
+    if (reply.ok) pending.settle(reply.result, frame); // a bad shape throws before anything resolves
     else pending.reject(new GuestRequestError(reply.error));
     this.settled(reply.id);
   }

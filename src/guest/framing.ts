@@ -22,19 +22,19 @@ export class FrameDecoder {
     return this.pushSized(chunk).map((frame) => frame.value);
   }
 
-  /** Like push, with each frame's body size (the host bounds what a guest's reply may carry). */
-  pushSized(chunk: Buffer): Array<{ value: unknown; bytes: number }> {
+  /** Like push, with each frame's body, the JSON text (the host bounds what a guest's reply may carry). */
+  pushSized(chunk: Buffer): Array<{ value: unknown; body: Buffer }> {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const frames: Array<{ value: unknown; bytes: number }> = [];
+    const frames: Array<{ value: unknown; body: Buffer }> = [];
     for (;;) {
       if (this.buffered < 4) break;
       const head = this.peek(4);
       const length = head.readUInt32BE(0);
       if (length > MAX_FRAME_BYTES) throw new FrameError(`incoming frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
       if (this.buffered < 4 + length) break;
-      const all = this.take(4 + length);
-      frames.push({ value: JSON.parse(all.subarray(4).toString('utf8')), bytes: length });
+      const body = this.take(4 + length).subarray(4);
+      frames.push({ value: JSON.parse(body.toString('utf8')), body });
     }
     return frames;
   }

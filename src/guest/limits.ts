@@ -33,15 +33,63 @@ export const maxResponseDepth = 1024;
  * An invoke result whose response is over the size or depth limit becomes status `error` (ResponseTooLarge,
  * ResponseTooDeep): the handler's doing, recorded like any error; the VM keeps serving.
  */
-export function limitResponse(result: InvokeResult, frameBytes: number): InvokeResult {
+export function limitResponse(result: InvokeResult, frame: Buffer): InvokeResult {
   if (result.status !== 'success') return result;
-  // Nesting that deep takes twice as many bytes of brackets: smaller frames skip the walk.
-  if (frameBytes > 2 * maxResponseDepth && nestsDeeperThan(result.response, maxResponseDepth)) {
+  if (tooDeep(result.response, frame)) {
     const message = `the handler's response nests deeper than ${maxResponseDepth} levels`;
     return { ...result, status: 'error', response: null, error: { type: 'ResponseTooDeep', message, stack: '' } };
   }
-  if (frameBytes <= measureAboveFrameBytes) return result;
-  const bytes = Buffer.byteLength(JSON.stringify(result.response) ?? 'null');
-  if (bytes <= maxResponseBytes) return result;
-  return { ...result, status: 'error', response: null, error: responseTooLarge(bytes) };
+  if (frame.length <= measureAboveFrameBytes) return result;
+  const text = JSON.stringify(result.response) ?? 'null';
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxResponseBytes) return { ...result, status: 'error', response: null, error: responseTooLarge(bytes) };
+  if (typeof result.response === 'object' && result.response !== null) measured.set(result.response, text);
+  return result;
+}
+
+/**
+ * Large responses the host serialised to measure them, with that JSON text: the answer to the client splices
+ * it in (src/functions/answer.ts) instead of serialising the same value again.
+ */
+const measured = new WeakMap<object, string>();
+
+export function measuredJson(response: unknown): string | undefined {
+  return typeof response === 'object' && response !== null ? measured.get(response) : undefined;
+}
+
+/**
+ * The response sits two levels down the reply (reply -> result -> response), so a frame whose text nests at
+ * most maxResponseDepth + 2 deep cannot carry one too deep: a scan of the bytes, far cheaper than walking the
+ * parsed value, settles almost every frame; only deeper ones are walked.
+ */
+function tooDeep(response: unknown, frame: Buffer): boolean {
+  // Nesting that deep takes twice as many bytes of brackets: smaller frames skip even the scan.
+  if (frame.length <= 2 * maxResponseDepth) return false;
+  return jsonTextDepth(frame) > maxResponseDepth + 2 && nestsDeeperThan(response, maxResponseDepth);
+}
+
+const [quote, backslash, openBrace, closeBrace, openBracket, closeBracket] = [0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d];
+
+/**
+ * How deep arrays and objects nest in a JSON text that JSON.parse accepted: brackets outside strings are
+ * structure, and UTF-8 continuation bytes never equal an ASCII character. One pass, no allocation.
+ */
+export function jsonTextDepth(text: Buffer): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const byte = text[i];
+    if (inString) {
+      if (byte === backslash) i++; // the escaped character, whatever it is
+      else if (byte === quote) inString = false;
+    } else if (byte === quote) {
+      inString = true;
+    } else if (byte === openBrace || byte === openBracket) {
+      if (++depth > deepest) deepest = depth;
+    } else if (byte === closeBrace || byte === closeBracket) {
+      depth--;
+    }
+  }
+  return deepest;
 }

@@ -121,7 +121,8 @@ function load(value: unknown): LoadResult {
   };
 }
 
-function invoke(value: unknown, frameBytes: number): InvokeResult {
+/** `frame`: the reply's JSON text, which the response limits measure. */
+function invoke(value: unknown, frame: Buffer): InvokeResult {
   const f = record(value, 'invoke result');
   if (!('response' in f)) throw new ProtocolViolation('invoke result without response');
   const result: InvokeResult = {
@@ -137,7 +138,7 @@ function invoke(value: unknown, frameBytes: number): InvokeResult {
   }
   // Both agents send null with an error; anything else would dodge the response limits, which skip errors.
   if (result.status === 'error' && result.response !== null) throw new ProtocolViolation('an error result carries a response');
-  return limitResponse(result, frameBytes);
+  return limitResponse(result, frame);
 }
 
 function stats(value: unknown): StatsResult {
@@ -154,7 +155,7 @@ function settle(value: unknown): RequestMap['settle']['result'] {
 }
 
 /** One checker per request type: the result of an ok reply, typed, or a ProtocolViolation. */
-export const resultCheckers: { [T in RequestType]: (value: unknown, frameBytes: number) => RequestMap[T]['result'] } = {
+export const resultCheckers: { [T in RequestType]: (value: unknown, frame: Buffer) => RequestMap[T]['result'] } = {
   ping,
   load,
   invoke,

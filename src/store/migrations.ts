@@ -1,9 +1,9 @@
 // Schema migrations, kept in code so they ship inside dist/ and run on every open.
 // Each migration is frozen once released: change the schema by adding a new one.
-import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 // Migrations take Kysely<unknown>: they must not depend on today's table types.
-const migrations: Record<string, Migration> = {
+export const migrations: Record<string, Migration> = {
   '0001_initial': {
     async up(db: Kysely<unknown>): Promise<void> {
       await db.schema
@@ -57,7 +57,19 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropTable('functions').execute();
     },
   },
-  '0002_snapstart': {
+  // last_invoked_at is now the invoked_at of the newest invocation record (sqlite.ts): kept in the functions row,
+  // every invoke rewrote that row (SQLite reads and compares the code in it) and its page in the WAL.
+  '0002_derived_last_invoked_at': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('functions').dropColumn('last_invoked_at').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('functions').addColumn('last_invoked_at', 'text').execute();
+      await sql`UPDATE functions SET last_invoked_at = (SELECT invoked_at FROM invocations
+                WHERE function_id = functions.id ORDER BY seq DESC LIMIT 1)`.execute(db);
+    },
+  },
+  '0003_snapstart': {
     async up(db: Kysely<unknown>): Promise<void> {
       await db.schema.alterTable('functions').addColumn('init_ms', 'real').execute();
       await db.schema.alterTable('functions').addColumn('snapshot_bytes', 'integer').execute();

@@ -2,7 +2,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql, type Generated, type SqliteDatabase, type Insertable, type Selectable, type Updateable } from 'kysely';
+import { Kysely, SqliteDialect, sql, type ExpressionBuilder, type Generated, type SqliteDatabase, type Insertable, type Selectable, type Updateable } from 'kysely';
+import { backstopCheckpointPages, startCheckpointer, type Checkpointer } from './checkpointer.js';
+import { InvocationWriter, type InvocationRow } from './invocation-writer.js';
 import { migrateToLatest } from './migrations.js';
 import {
   NameTakenError,
@@ -14,19 +16,17 @@ import {
 } from './types.js';
 
 // Row types derive from the records so the two cannot drift apart; only encoded columns differ.
-interface FunctionsTable extends Omit<FunctionRecord, 'env_vars'> {
+interface FunctionsTable extends Omit<FunctionRecord, 'env_vars' | 'last_invoked_at'> {
   env_vars: string;
 }
-interface InvocationsTable extends Omit<InvocationRecord, 'cold_start' | 'logs' | 'error'> {
+interface InvocationsTable extends InvocationRow {
   seq: Generated<number>;
-  cold_start: number;
-  logs: string;
-  error: string | null;
 }
 interface Tables {
   functions: FunctionsTable;
   invocations: InvocationsTable;
 }
+type FunctionRow = Selectable<FunctionsTable> & { last_invoked_at: string | null };
 
 const MEMORY = ':memory:';
 const STATEMENT_CACHE_SIZE = 200;
@@ -39,7 +39,12 @@ export async function openSqliteStore(path: string): Promise<Store> {
     configure(sqlite);
     const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     await migrateToLatest(db);
-    return new SqliteStore(db);
+    const writer = new InvocationWriter(sqlite, (write) =>
+      // A Kysely transaction spans awaits: wait for it to end. Otherwise nothing is open, and better-sqlite3 is
+      // synchronous, so the write is over before any other statement can start.
+      sqlite.inTransaction ? db.connection().execute(async () => write()) : new Promise((resolve) => resolve(write())),
+    );
+    return new SqliteStore(db, writer, path === MEMORY ? null : startCheckpointer(path));
   } catch (err) {
     sqlite.close();
     throw err;
@@ -70,10 +75,17 @@ function configure(sqlite: Database.Database): void {
   sqlite.pragma('synchronous = NORMAL'); // with WAL: no corruption; only a power loss can drop the last commits
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON'); // off by default in SQLite, per connection
+  // Checkpoints run in a worker (checkpointer.ts); this one only if the WAL grows past what the worker allows.
+  sqlite.pragma(`wal_autocheckpoint = ${backstopCheckpointPages}`);
+  sqlite.pragma(`journal_size_limit = ${backstopCheckpointPages * 4096}`); // the WAL file shrinks back after a burst
 }
 
 class SqliteStore implements Store {
-  constructor(private readonly db: Kysely<Tables>) {}
+  constructor(
+    private readonly db: Kysely<Tables>,
+    private readonly writer: InvocationWriter,
+    private readonly checkpointer: Checkpointer | null,
+  ) {}
 
   async createFunction(fn: NewFunction): Promise<FunctionRecord> {
     const now = timestamp();
@@ -82,14 +94,13 @@ class SqliteStore implements Store {
       env_vars: JSON.stringify(fn.env_vars),
       created_at: now,
       updated_at: now,
-      last_invoked_at: null,
       init_ms: null,
       snapshot_bytes: null,
     };
     const created = await guardName(fn.name, () =>
       this.db.insertInto('functions').values(row).returningAll().executeTakeFirstOrThrow(),
     );
-    return rowToFunction(created);
+    return rowToFunction({ ...created, last_invoked_at: null });
   }
 
   getFunction(id: string): Promise<FunctionRecord | undefined> {
@@ -102,14 +113,14 @@ class SqliteStore implements Store {
 
   async listFunctions(): Promise<FunctionRecord[]> {
     // rowid is insertion order; created_at alone ties within a millisecond.
-    const rows = await this.db.selectFrom('functions').selectAll().orderBy('created_at').orderBy(sql`rowid`).execute();
+    const rows = await this.selectFunctions().orderBy('created_at').orderBy(sql`functions.rowid`).execute();
     return rows.map(rowToFunction);
   }
 
   async updateFunction(id: string, patch: FunctionPatch): Promise<FunctionRecord | undefined> {
     const row = { ...patchToRow(patch), updated_at: timestamp() };
     const updated = await guardName(patch.name, () =>
-      this.db.updateTable('functions').set(row).where('id', '=', id).returningAll().executeTakeFirst(),
+      this.db.updateTable('functions').set(row).where('id', '=', id).returningAll().returning(lastInvokedAt).executeTakeFirst(),
     );
     return updated && rowToFunction(updated);
   }
@@ -123,33 +134,12 @@ class SqliteStore implements Store {
     });
   }
 
-  // Hot path (once per invocation): three statements in one transaction, no reads back.
+  // The hot path (once per invocation): group commit, see invocation-writer.ts.
   async recordInvocation(invocation: InvocationRecord, retention: number): Promise<void> {
     if (!Number.isInteger(retention) || retention < 0) {
       throw new RangeError(`retention must be a non-negative integer, got ${retention}`);
     }
-    const functionId = invocation.function_id;
-    await this.db.transaction().execute(async (trx) => {
-      await trx.insertInto('invocations').values(invocationToRow(invocation)).execute();
-      await trx
-        .updateTable('functions')
-        .set({ last_invoked_at: invocation.invoked_at })
-        .where('id', '=', functionId)
-        .execute();
-      // The seq of the newest record beyond the kept ones (NULL, deleting nothing, if there are not that many).
-      const firstDropped = trx
-        .selectFrom('invocations')
-        .select('seq')
-        .where('function_id', '=', functionId)
-        .orderBy('seq', 'desc')
-        .limit(1)
-        .offset(retention);
-      await trx
-        .deleteFrom('invocations')
-        .where('function_id', '=', functionId)
-        .where('seq', '<=', firstDropped)
-        .execute();
-    });
+    return this.writer.write(invocation, retention);
   }
 
   async listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]> {
@@ -173,14 +163,34 @@ class SqliteStore implements Store {
     return count;
   }
 
-  close(): Promise<void> {
-    return this.db.destroy();
+  async close(): Promise<void> {
+    await this.checkpointer?.stop();
+    await this.writer.drain();
+    await this.db.destroy();
   }
 
   private async findFunction(column: 'id' | 'name', value: string): Promise<FunctionRecord | undefined> {
-    const row = await this.db.selectFrom('functions').selectAll().where(column, '=', value).executeTakeFirst();
+    const row = await this.selectFunctions().where(column, '=', value).executeTakeFirst();
     return row && rowToFunction(row);
   }
+
+  private selectFunctions() {
+    return this.db.selectFrom('functions').selectAll().select(lastInvokedAt);
+  }
+}
+
+/**
+ * A function's last_invoked_at: the invoked_at of its newest record (one step down the (function_id, seq) index),
+ * so recording an invocation writes nothing but the record.
+ */
+function lastInvokedAt(eb: ExpressionBuilder<Tables, 'functions'>) {
+  return eb
+    .selectFrom('invocations')
+    .select('invoked_at')
+    .whereRef('invocations.function_id', '=', 'functions.id')
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .as('last_invoked_at');
 }
 
 /** ISO-8601 UTC with milliseconds: sorts as text in time order. */
@@ -210,7 +220,7 @@ function parseJson<T>(text: string): T {
   return JSON.parse(text) as T;
 }
 
-function rowToFunction(row: Selectable<FunctionsTable>): FunctionRecord {
+function rowToFunction(row: FunctionRow): FunctionRecord {
   return { ...row, env_vars: parseJson<FunctionRecord['env_vars']>(row.env_vars) };
 }
 
@@ -226,14 +236,5 @@ function rowToInvocation(row: Selectable<InvocationsTable>): InvocationRecord {
     cold_start: cold_start === 1,
     logs: parseJson<InvocationRecord['logs']>(logs),
     error: error === null ? null : parseJson<NonNullable<InvocationRecord['error']>>(error),
-  };
-}
-
-function invocationToRow(invocation: InvocationRecord): Insertable<InvocationsTable> {
-  return {
-    ...invocation,
-    cold_start: invocation.cold_start ? 1 : 0,
-    logs: JSON.stringify(invocation.logs),
-    error: invocation.error === null ? null : JSON.stringify(invocation.error),
   };
 }

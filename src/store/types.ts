@@ -24,6 +24,7 @@ export interface FunctionRecord {
   version: number;
   created_at: string;
   updated_at: string;
+  /** The invoked_at of the newest kept invocation record: null before the first (and with a retention of 0). */
   last_invoked_at: string | null;
   /** How long the current version's code took to initialise (load) in its VM, ms; null before it did. */
   init_ms: number | null;
@@ -45,7 +46,7 @@ export interface InvocationRecord {
 }
 
 export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes'>;
-export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at'>>;
+export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at' | 'last_invoked_at'>>;
 
 export class NameTakenError extends Error {
   override name = 'NameTakenError';
@@ -66,8 +67,9 @@ export interface Store {
   /** Deletes the function and all its invocation records; false if it did not exist. */
   deleteFunction(id: string): Promise<boolean>;
   /**
-   * Records one invocation and sets the function's last_invoked_at to its invoked_at, in one transaction,
-   * then trims that function's history to the newest `retention` records.
+   * Records one invocation (its invoked_at becomes the function's last_invoked_at) and trims that function's
+   * history to the newest `retention` records, in one transaction, which concurrent calls may share; resolves
+   * once it is committed.
    */
   recordInvocation(invocation: InvocationRecord, retention: number): Promise<void>;
   /** Newest first. */
