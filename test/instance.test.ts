@@ -81,6 +81,7 @@ class FakeVm implements Vm {
   }
 
   startWatchdog(): void {}
+  prioritise(): void {}
   async syncClock(): Promise<void> {}
   async snapshot(): Promise<never> {
     throw new Error('not in the fake');

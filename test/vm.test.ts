@@ -2,13 +2,15 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GuestRequestError } from '../src/guest/channel.js';
 import type { InvokeResult } from '../src/guest/protocol.js';
 import { bootsUnder } from '../src/vm/accel.js';
 import type { Snapshot, Vm } from '../src/vm/driver.js';
-import { liveProcessCount } from '../src/vm/processes.js';
+import { VmPool } from '../src/vm/pool.js';
+import { liveProcessCount, livePids } from '../src/vm/processes.js';
 import { VmSpecError, type VmSpec } from '../src/vm/spec.js';
 import { processExists, testDriver, testImages, type TestDriver } from './support/vm-env.js';
 
@@ -260,4 +262,32 @@ test('outbound networking reaches a server the host offers (loopback via the use
   } finally {
     server.close();
   }
+});
+
+/** The niceness of every thread of a process (field 19 of /proc/<pid>/task/<tid>/stat). */
+function threadNiceness(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
+}
+
+test('warm pool VMs wait at a lower CPU priority and serve at the normal one', async (t) => {
+  if (process.getuid?.() !== 0) assert.fail('this test needs root: only root may give a thread its normal priority back');
+  const pool = new VmPool(env.driver, { snapshotDir: join(env.runRoot, 'pool-snapshots'), warm: [{ spec: nodeSpec, size: 1 }] });
+  t.after(() => pool.close());
+  pool.start();
+  await pool.settled();
+  const { vm, source } = await pool.take(nodeSpec);
+  vms.push(vm);
+  assert.equal(source, 'warm');
+  assert.ok(vm.pid);
+  assert.deepEqual([...new Set(threadNiceness(vm.pid))], [0], 'every thread of the VM handed out runs at niceness 0');
+  await pool.settled(); // the refill that take() started
+  const waiting = Object.values(pool.sizes()).reduce((a, b) => a + b, 0);
+  assert.equal(waiting, 1);
+  const others = livePids().filter((pid) => pid !== vm.pid && !vms.some((v) => v.pid === pid));
+  assert.equal(others.length, 1, 'the refilled VM');
+  const niceness = threadNiceness(others[0]!);
+  assert.ok(niceness.length > 1 && niceness.every((n) => n === 10), `the waiting VM's threads run at niceness 10: ${niceness.join(',')}`);
 });

@@ -26,6 +26,8 @@ export interface Vm {
   startWatchdog(intervalMs: number, timeoutMs: number): void;
   /** Corrects the guest's wall clock now (a VM renews it itself after a boot, restore or resume). */
   syncClock(timeoutMs?: number): Promise<void>;
+  /** A VM restored in the background (the warm pool) is about to serve: normal CPU priority from now on. */
+  prioritise(): void;
   consoleTail(bytes?: number): string;
 }
 
@@ -117,7 +119,7 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
     accelReason: reason,
     networkIsolation: Boolean(netns),
     boot,
-    restore: (snapshot, priority) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns }), priority),
+    restore: (snapshot, priority) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns, background: priority === 'background' }), priority),
     kernelCmdline,
   };
 }

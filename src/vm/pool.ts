@@ -48,6 +48,7 @@ export class VmPool {
     const idle = this.idle.get(specKey(spec)) ?? [];
     let vm: Vm | undefined;
     while ((vm = idle.shift())) {
+      vm.prioritise(); // it waited at a lower CPU priority; it serves from now on
       // It may have waited long: its clock is checked (and corrected) before anything of the caller's runs.
       const ready = vm.state === 'running' && (await vm.syncClock(2000).then(() => true, () => false));
       if (ready && !this.closed) break;

@@ -1,6 +1,7 @@
 // Every QEMU process this host process started, so none outlives it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { setPriority } from 'node:os';
 
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -29,9 +30,10 @@ const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(p
  * Starts a tracked child; it is SIGKILLed when this process exits, however it exits. With `netns`, it runs
  * in that network namespace (nsenter and setpriv both exec, so the PID is the command's own).
  */
-export function spawnTracked(command: string, args: string[], options: { netns?: string } = {}): ChildProcess {
+export function spawnTracked(command: string, args: string[], options: { netns?: string; nice?: number } = {}): ChildProcess {
   installExitHook();
   let argv = [command, ...args];
+  if (options.nice) argv = ['nice', '-n', String(options.nice), ...argv];
   if (setpriv) argv = [setpriv, '--pdeathsig', 'SIGKILL', '--', ...argv];
   if (options.netns) argv = ['nsenter', `--net=${options.netns}`, '--', ...argv];
   const [file, ...rest] = argv as [string, ...string[]];
@@ -41,10 +43,35 @@ export function spawnTracked(command: string, args: string[], options: { netns?:
   return child;
 }
 
+/**
+ * Sets the niceness of every thread of `pid` (Linux keeps it per thread, and QEMU's vCPU threads inherited the
+ * value they started with). Lowering it needs root; without, the process keeps its value.
+ */
+export function setThreadsNiceness(pid: number, nice: number): void {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return; // gone
+  }
+  for (const tid of tids) {
+    try {
+      setPriority(Number(tid), nice);
+    } catch {
+      // not permitted (not root), or the thread ended
+    }
+  }
+}
+
 export function killTracked(child: ChildProcess): void {
   if (child.pid && child.exitCode === null && child.signalCode === null) safeKill(child.pid);
 }
 
 export function liveProcessCount(): number {
   return live.size;
+}
+
+/** PIDs of the tracked processes still running. */
+export function livePids(): number[] {
+  return [...live].flatMap((child) => (child.pid === undefined ? [] : [child.pid]));
 }

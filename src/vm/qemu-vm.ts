@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ChannelTimeoutError, GuestChannel } from '../guest/channel.js';
 import type { PingResult } from '../guest/protocol.js';
 import { ConsoleRing } from './console-ring.js';
-import { killTracked, spawnTracked } from './processes.js';
+import { killTracked, setThreadsNiceness, spawnTracked } from './processes.js';
 import { diagnose } from './diagnose.js';
 import { bestSample, discipline, roundTrip, sampleWallClock, usableRoundTripMs } from './guest-clock.js';
 import { run } from '../exec.js';
@@ -43,7 +43,12 @@ export interface VmLaunch {
   readyTimeoutMs?: number;
   /** Network namespace for VMs with outbound networking (see sandbox-net.ts). */
   netns?: string | null;
+  /** A VM made ahead of need (the warm pool): it runs at a lower CPU priority until prioritise(). */
+  background?: boolean;
 }
+
+/** Niceness of background VMs: their restore and warm-up yield the cores to VMs serving invocations. */
+const backgroundNice = 10;
 
 export interface Snapshot {
   /** Device state (and, without ramPath, the RAM too). */
@@ -159,7 +164,8 @@ export class QemuVm {
     const channelListener = await UnixListener.listen(run.channelSocket);
     const consoleListener = await UnixListener.listen(run.consoleSocket);
     const netns = launch.spec.network === 'outbound' ? (launch.netns ?? undefined) : undefined;
-    const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run, launch.cmdline), ...extraArgs], { netns });
+    const nice = launch.background ? backgroundNice : 0;
+    const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run, launch.cmdline), ...extraArgs], { netns, nice });
     const vm = new QemuVm(launch, child, run);
     try {
       const [qmpSocket, channelSocket, consoleSocket] = await vm.unlessExited(
@@ -304,6 +310,11 @@ export class QemuVm {
     } finally {
       this.checking = false;
     }
+  }
+
+  /** A background VM about to serve: its threads get the normal CPU priority back. */
+  prioritise(): void {
+    if (this.launch.background && this.process.pid) setThreadsNiceness(this.process.pid, 0);
   }
 
   /** Called once if QEMU exits or the guest channel breaks while the VM was not being stopped. */
