@@ -349,3 +349,35 @@ describe('QMP client', () => {
     }
   });
 });
+
+describe('request batching', () => {
+  test('requests made in one turn of the event loop leave in one write; a later one in its own', async () => {
+    const writes: number[] = []; // frames per underlying write
+    const decoder = new FrameDecoder();
+    const ids: number[] = [];
+    const stream = new Duplex({
+      read() {},
+      writev(chunks, done) {
+        writes.push(chunks.length);
+        for (const { chunk } of chunks) for (const f of decoder.push(Buffer.from(chunk))) ids.push((f as { id: number }).id);
+        done();
+      },
+      write(chunk: Buffer, _encoding, done) {
+        writes.push(1);
+        for (const f of decoder.push(chunk)) ids.push((f as { id: number }).id);
+        done();
+      },
+    });
+    const channel = new GuestChannel(stream);
+    for (let i = 0; i < 10; i++) void invoke(channel).catch(() => {});
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, [10], 'ten frames, one write');
+    void invoke(channel).catch(() => {});
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, [10, 1]);
+    assert.deepEqual(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'every frame arrives whole, in order');
+    channel.close();
+  });
+});
