@@ -32,7 +32,9 @@ function fakeGuest() {
   const channel = new GuestChannel(stream);
   const sendRaw = (bytes: Buffer) => stream.push(bytes);
   const send = (message: unknown) => sendRaw(frame(Buffer.from(JSON.stringify(message))));
-  return { channel, requests, send, sendRaw };
+  /** The channel writes a turn's frames when the turn ends: after this, `requests` has them. */
+  const sent = () => new Promise((resolve) => setImmediate(resolve));
+  return { channel, requests, send, sendRaw, sent };
 }
 
 function frame(body: Buffer): Buffer {
@@ -61,6 +63,7 @@ describe('guest replies', () => {
   test('a well-formed reply resolves with the checked result', async () => {
     const guest = fakeGuest();
     const pending = invoke(guest.channel);
+    await guest.sent();
     guest.send({ id: guest.requests[0]!.id, ok: true, result: invokeResult() });
     assert.deepEqual(await pending, invokeResult());
     assert.equal(guest.channel.closed, false);
@@ -97,6 +100,7 @@ describe('guest replies', () => {
       const guest = fakeGuest();
       const first = invoke(guest.channel);
       const second = guest.channel.request('ping', {});
+      await guest.sent();
       guest.send(reply(guest.requests[0]!.id));
       await assertViolation(first, guest.channel, pattern);
       await assert.rejects(second, GuestProtocolError);
