@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Vm } from '../src/vm/driver.js';
 import { liveProcessCount } from '../src/vm/processes.js';
-import { startTestServer, waitForState, type TestServer } from './support/server.js';
+import { deployReady, startTestServer, waitForState, type TestServer } from './support/server.js';
 import { processExists } from './support/vm-env.js';
 
 let fnvm: TestServer;
@@ -20,13 +20,7 @@ after(async () => {
   assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the servers');
 });
 
-async function deploy(server: TestServer, body: Record<string, unknown>): Promise<any> {
-  const created = await server.api('/v1/functions', { method: 'POST', body });
-  assert.equal(created.status, 200, JSON.stringify(created.body));
-  const item = await waitForState(server, created.body.id);
-  assert.equal(item.state, 'ready', item.error);
-  return item;
-}
+const deploy = deployReady;
 
 const invoke = (server: TestServer, name: string, event: unknown = {}) =>
   server.api(`/v1/functions/${name}/invoke`, { method: 'POST', body: { event } });

@@ -10,19 +10,13 @@ import { after, describe, test } from 'node:test';
 import type { Snapshot, Vm } from '../src/vm/driver.js';
 import { FunctionSnapshots } from '../src/vm/function-snapshots.js';
 import { liveProcessCount } from '../src/vm/processes.js';
-import { startTestServer, waitForState, type TestServer } from './support/server.js';
+import { deployReady, startTestServer, type TestServer } from './support/server.js';
 
 after(() => {
   assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the servers');
 });
 
-async function deploy(server: TestServer, body: Record<string, unknown>): Promise<any> {
-  const created = await server.api('/v1/functions', { method: 'POST', body });
-  assert.equal(created.status, 200, JSON.stringify(created.body));
-  const item = await waitForState(server, created.body.id);
-  assert.equal(item.state, 'ready', item.error);
-  return item;
-}
+const deploy = deployReady;
 
 async function invoke(server: TestServer, name: string): Promise<any> {
   const { status, body } = await server.api(`/v1/functions/${name}/invoke`, { method: 'POST', body: { event: {} } });

@@ -5,6 +5,7 @@
 // failure only changes the state, and a replacement reads the state when it runs, never a stale copy.
 import { ChannelClosedError, ChannelTimeoutError, GuestProtocolError, GuestRequestError } from '../guest/channel.js';
 import type { ErrorInfo, InvokeResult } from '../guest/protocol.js';
+import { Signal } from '../signal.js';
 import type { LiveVmCap } from './live-vms.js';
 import type { Vm } from '../vm/driver.js';
 import type { VmPool } from '../vm/pool.js';
@@ -54,8 +55,8 @@ export class InvalidTransitionError extends Error {
 }
 
 export interface InstanceEvents {
-  /** The VM serving the function changed (null: none). */
-  onVm(vm: Vm | null): void;
+  /** The VM serving the function changed (null: none); initMs: its code's load, null if restored initialised. */
+  onVm(vm: Vm | null, initMs: number | null): void;
   /** No VM could be started and another try is scheduled (the reason), or one finally was (null). */
   onRetrying(reason: string | null): void;
   log(message: string): void;
@@ -121,8 +122,8 @@ export class FunctionInstance {
   private chain: Promise<unknown> = Promise.resolve();
   private idleTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  /** Called on the next transition (invocations waiting for a VM). */
-  private waiters: Array<() => void> = [];
+  /** Notified on every transition (invocations waiting for a VM). */
+  private readonly transitioned = new Signal();
   /** VMs being loaded, not yet in any state: stop() stops them so a long load cannot outlive a deletion. */
   private readonly unattached = new Set<Vm>();
   /** Old VMs finishing their in-flight calls after a move, and stops under way: awaited by stop(). */
@@ -130,6 +131,8 @@ export class FunctionInstance {
   private readonly stopping = new Set<Promise<void>>();
   /** onRetrying(reason) was reported and not yet cleared. */
   private troubled = false;
+  /** How long each VM this instance loaded took to initialise the code (reported when it starts serving). */
+  private readonly initTimes = new WeakMap<Vm, number>();
   /** exclusive() operations started and not finished: while any runs, the function is not idle. */
   private operations = 0;
   inflight = 0;
@@ -298,18 +301,8 @@ export class FunctionInstance {
         if (state.kind === 'replacing' && state.lastError !== null) throw new ChannelClosedError(state.lastError);
         throw new ChannelTimeoutError('the function VM is not ready yet');
       }
-      await this.nextTransition(left);
+      await this.transitioned.wait(left);
     }
-  }
-
-  private nextTransition(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
   }
 
   private armIdleTimer(): void {
@@ -369,6 +362,7 @@ export class FunctionInstance {
       await beforeLoad?.(vm);
       if (!restored) {
         const initMs = await this.load(vm, d);
+        this.initTimes.set(vm, initMs);
         this.checkLive();
         await this.host.snapStart?.initialised(this.functionId, d, vm, initMs);
       }
@@ -475,19 +469,17 @@ export class FunctionInstance {
       });
       this.retryTimer = setTimeout(() => void retry(), state.attempt === 0 ? 0 : backoff(state.attempt));
     }
-    if (next.kind === 'asleep') this.events.onVm(null);
+    if (next.kind === 'asleep') this.events.onVm(null, null);
     if (next.kind === 'deleted') clearTimeout(this.idleTimer);
     if (next.kind === 'asleep' || next.kind === 'broken' || next.kind === 'deleted') this.host.slots?.leave(this.functionId);
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
+    this.transitioned.notify();
   }
 
   private attached(vm: Vm): void {
     vm.startWatchdog(watchdog.intervalMs, watchdog.timeoutMs);
     vm.onFailure((reason) => this.recycle(vm, reason));
     if (this.inflight === 0) this.armIdleTimer(); // a deployed function that is never invoked sleeps too
-    this.events.onVm(vm);
+    this.events.onVm(vm, this.initTimes.get(vm) ?? null);
     if (this.troubled) {
       this.troubled = false;
       this.events.onRetrying(null);

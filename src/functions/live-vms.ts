@@ -1,6 +1,7 @@
 // A cap on the functions that hold a live VM at once. A function that needs a VM while the cap is reached
 // makes the least recently used idle function sleep (scale to zero early); if every live one is busy, it
 // waits until one is idle or gone. Functions wake again on their next invocation.
+import { Signal } from '../signal.js';
 
 export class NoRoomError extends Error {
   override name = 'NoRoomError';
@@ -9,7 +10,8 @@ export class NoRoomError extends Error {
 export class LiveVmCap {
   /** Functions holding a VM, least recently used first (a Map keeps insertion order). */
   private readonly holders = new Map<string, true>();
-  private waiters: Array<() => void> = [];
+  /** Notified when a holder leaves or goes idle: a waiting admit() looks again. */
+  private readonly changed = new Signal();
 
   constructor(
     readonly max: number,
@@ -30,7 +32,7 @@ export class LiveVmCap {
       if (this.evictOne(functionId)) continue;
       const left = deadline - Date.now();
       if (left <= 0) throw new NoRoomError(`no room for another VM: all ${this.max} live VMs (FNVM_MAX_LIVE_VMS) are busy`);
-      await this.changed(left);
+      await this.changed.wait(left);
     }
     this.holders.delete(functionId);
     this.holders.set(functionId, true);
@@ -43,38 +45,19 @@ export class LiveVmCap {
 
   /** The function holds no VM any more. */
   leave(functionId: string): void {
-    if (this.holders.delete(functionId)) this.notify();
+    if (this.holders.delete(functionId)) this.changed.notify();
   }
 
   /** A live function finished its invocations: a waiting admit() may evict it now. */
   idle(): void {
-    if (this.waiters.length > 0) this.notify();
+    if (this.changed.waiting) this.changed.notify();
   }
 
   /** Sleeps the least recently used idle holder other than `except`; true if one went. */
   private evictOne(except: string): boolean {
     for (const id of this.holders.keys()) {
-      if (id !== except && this.sleepIfIdle(id)) {
-        this.holders.delete(id); // sleepIfIdle's leave() did this already; a fake might not
-        return true;
-      }
+      if (id !== except && this.sleepIfIdle(id)) return true; // its VM went: it called leave()
     }
     return false;
-  }
-
-  private changed(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-
-  private notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
   }
 }

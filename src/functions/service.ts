@@ -20,6 +20,7 @@ import { specKey, type NetworkMode } from '../vm/spec.js';
 import { busy, conflict, invalid, notFound, unavailable } from './errors.js';
 import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome, type SnapStart } from './instance.js';
 import { Limiter } from '../limiter.js';
+import { Signal } from '../signal.js';
 import { LiveVmCap } from './live-vms.js';
 import { checkEnvVars, checkHandler, checkName, checkRange, defaults, isUuid, limits, normaliseRuntime } from './validation.js';
 
@@ -80,7 +81,8 @@ export class FunctionService {
   readonly changes = new EventEmitter().setMaxListeners(0);
   private readonly records = new Map<string, FunctionRecord>();
   private readonly instances = new Map<string, FunctionInstance>();
-  private readonly settleWaiters = new Map<string, Array<() => void>>();
+  /** Per function being deployed: notified when the deploy ends (invocations wait for it). */
+  private readonly settled = new Map<string, Signal>();
   private readonly invokeAnnouncements = new Set<string>();
   /** Background deploys at once: each restores a VM, and there are only a few cores. */
   private readonly deploys = new Limiter(2);
@@ -298,7 +300,7 @@ export class FunctionService {
 
   private newInstance(id: string): FunctionInstance {
     return new FunctionInstance(id, this.options.pool, {
-      onVm: (vm) => void this.save(id, this.vmFields(vm)).catch(() => {}),
+      onVm: (vm, initMs) => void this.save(id, { ...this.vmFields(vm), ...(initMs !== null && { init_ms: Math.round(initMs * 1000) / 1000 }) }).catch(() => {}),
       // While a replacement VM cannot be started the function stays ready (it retries) and `error` says why.
       onRetrying: (reason) => void this.save(id, reason === null ? { error: null } : { error: reason, ...this.vmFields(null) }).catch(() => {}),
       log: this.options.log,
@@ -325,7 +327,6 @@ export class FunctionService {
         }
       },
       initialised: async (id, d, vm, initMs) => {
-        void this.save(id, { init_ms: Math.round(initMs * 1000) / 1000 }).catch(() => {});
         if (snapshots.find(id, deploymentKey(d)) || !snapshots.beats(initMs)) return;
         try {
           await snapshots.capture(id, deploymentKey(d), vm, initMs);
@@ -410,21 +411,14 @@ export class FunctionService {
   }
 
   private waitSettled(id: string, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      const waiters = this.settleWaiters.get(id) ?? [];
-      waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.settleWaiters.set(id, waiters);
-    });
+    let signal = this.settled.get(id);
+    if (!signal) this.settled.set(id, (signal = new Signal()));
+    return signal.wait(ms);
   }
 
   private wakeSettled(id: string): void {
-    const waiters = this.settleWaiters.get(id) ?? [];
-    this.settleWaiters.delete(id);
-    for (const wake of waiters) wake();
+    this.settled.get(id)?.notify();
+    this.settled.delete(id);
   }
 }
 

@@ -151,7 +151,7 @@ export class FunctionSnapshots {
       await this.remove(entry.functionId, false);
     } else {
       entry.usedAt = this.now();
-      await this.writeEntry(entry).catch(() => {}); // only the eviction order would be stale
+      void this.writeEntry(entry).catch(() => {}); // off the wake's path: only the eviction order would be stale
     }
     return vm;
   }

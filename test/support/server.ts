@@ -1,4 +1,5 @@
 // A real fnvm server on a free loopback port with its own data directory, for API tests.
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,4 +58,13 @@ export async function waitForState(server: TestServer, id: string, timeoutMs = 1
     if (Date.now() > deadline) throw new Error(`function ${id} still ${body.item.state} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** Creates a function and waits for it; fails the test unless it ends ready. */
+export async function deployReady(server: TestServer, body: Record<string, unknown>): Promise<any> {
+  const created = await server.api('/v1/functions', { method: 'POST', body });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const item = await waitForState(server, created.body.id);
+  assert.equal(item.state, 'ready', item.error);
+  return item;
 }
