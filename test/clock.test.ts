@@ -148,14 +148,25 @@ describe('through the API', () => {
       assert.equal(first.body.response.offset, 0);
 
       // A 1 s timer takes 1 s of host time (beyond what an invocation costs anyway, measured just before);
-      // the guest's duration_ms agrees with the host's measurement.
-      const plain = await invokeClock(name, {}, 'an invocation without a sleep');
-      const slept = await invokeClock(name, { sleep: true }, 'around a 1 s sleep');
-      assert.ok(slept.hostMs >= 950 && slept.hostMs <= 1050 + plain.hostMs + 50,
-        `1 s sleep took ${slept.hostMs} ms of host time (an invocation without it: ${plain.hostMs} ms)`);
-      assert.ok(Math.abs(slept.body.response.slept - 1000) <= 50, `guest measured its 1 s sleep as ${slept.body.response.slept} ms`);
-      assert.ok(Math.abs(slept.body.duration_ms - slept.hostMs) <= slept.hostMs * 0.1,
-        `guest duration_ms ${slept.body.duration_ms} vs host-measured ${slept.hostMs} ms`);
+      // the guest's duration_ms agrees with the host's measurement. Load on the host only ever adds time, so a
+      // late answer is measured again (up to three times); a guest clock running at the wrong rate is wrong on
+      // every try, and an early timer fails at once.
+      let verdict = '';
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const plain = await invokeClock(name, {}, 'an invocation without a sleep');
+        const slept = await invokeClock(name, { sleep: true }, 'around a 1 s sleep');
+        const guestSlept = Number(slept.body.response.slept);
+        assert.ok(slept.hostMs >= 950, `1 s sleep took ${slept.hostMs} ms of host time`);
+        assert.ok(guestSlept >= 950, `guest measured its 1 s sleep as ${guestSlept} ms`);
+        const problems = [
+          slept.hostMs <= 1050 + plain.hostMs + 50 ? '' : `1 s sleep took ${slept.hostMs} ms of host time (an invocation without it: ${plain.hostMs} ms)`,
+          guestSlept <= 1050 ? '' : `guest measured its 1 s sleep as ${guestSlept} ms`,
+          Math.abs(slept.body.duration_ms - slept.hostMs) <= slept.hostMs * 0.1 ? '' : `guest duration_ms ${slept.body.duration_ms} vs host-measured ${slept.hostMs} ms`,
+        ].filter(Boolean);
+        verdict = problems.join('; ');
+        if (!verdict) break;
+      }
+      assert.equal(verdict, '', `on three tries: ${verdict}`);
 
       // Scale to zero (idle 3 s), then the next invocation wakes it on a VM restored from the base snapshot.
       await new Promise((resolve) => setTimeout(resolve, 4500));
