@@ -91,6 +91,13 @@ class FakeVm implements Vm {
   consoleTail(): string {
     return '';
   }
+
+  /** The package image attached to this VM's task disk. */
+  task: string | null = null;
+  async attachTask(image: string): Promise<void> {
+    if (this.task !== null) throw new Error('a VM takes one package');
+    this.task = image;
+  }
 }
 
 /** What FunctionInstance uses of VmPool: take(), scripted. */
@@ -125,7 +132,7 @@ class FakePool {
 }
 
 function deployment(version: number, memoryMb = 256): Deployment {
-  return { code: 'x', handler: 'handler', env: {}, version, spec: { runtime: 'node', vcpu: 1, memoryMb, network: 'none' } };
+  return { code: 'x', package: null, handler: 'handler', env: {}, version, spec: { runtime: 'node', vcpu: 1, memoryMb, network: 'none' } };
 }
 
 interface Harness {
@@ -314,6 +321,25 @@ describe('reload (same shape)', () => {
     assert.equal(h.pool.vms.length, 1, 'a hot reload keeps the VM');
     h.pool.vm(1).fail();
     await assertServes(h, 2);
+  });
+});
+
+describe('packages', () => {
+  const packaged = (version: number, sha: string): Deployment => ({ ...deployment(version), code: '', package: { sha256: sha, image: `/images/${sha}` } });
+
+  test('a pool VM gets the package image before its load; the same package reloads in place, a new one moves to a new VM', async () => {
+    await deploy(h, packaged(1, 'aaa'));
+    assert.equal(h.pool.vm(1).task, '/images/aaa');
+    await reload(h, { ...packaged(2, 'aaa'), env: { NEW: '1' } });
+    assert.equal((await assertServes(h, 2)).id, 'vm-1', 'same package: hot reload in the same VM');
+    await reload(h, packaged(3, 'bbb'));
+    const vm = await assertServes(h, 3);
+    assert.equal(vm.id, 'vm-2', 'a new package: a new VM');
+    assert.equal(vm.task, '/images/bbb');
+    await reload(h, deployment(4));
+    const single = await assertServes(h, 4);
+    assert.equal(single.id, 'vm-3', 'from a package back to code: a new VM, without a package');
+    assert.equal(single.task, null);
   });
 });
 

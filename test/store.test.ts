@@ -175,6 +175,27 @@ describe('functions', () => {
     assert.equal(await store.deleteFunction(fn.id), false);
   });
 
+  test('a function has code or a package: storing one drops the other, and both survive a reopen', async () => {
+    const path = freshPath();
+    const store = await openSqliteStore(path);
+    const pkg = { sha256: 'ab'.repeat(32), size: 1234, unpacked_size: 56789, files: 12 };
+    const { code: _code, ...withoutCode } = newFunction();
+    const created = await store.createFunction({ ...withoutCode, package: pkg });
+    assert.deepEqual(created.package, pkg);
+    assert.equal('code' in created, false, 'a packaged function has no code key');
+    const toCode = await store.updateFunction(created.id, { code: 'exports.handler = () => 1;' });
+    assert.equal(toCode?.code, 'exports.handler = () => 1;');
+    assert.equal('package' in (toCode ?? {}), false, 'new code dropped the package');
+    const other = { ...pkg, sha256: 'cd'.repeat(32), files: 3 };
+    await store.updateFunction(created.id, { package: other });
+    await store.close();
+    const reopened = await openSqliteStore(path);
+    const loaded = await reopened.getFunction(created.id);
+    await reopened.close();
+    assert.deepEqual(loaded?.package, other);
+    assert.equal(loaded?.code, undefined);
+  });
+
   test('the foreign key cascades deletes done outside the store', async (t) => {
     const path = freshPath();
     const store = await openStore(t, path);
@@ -377,7 +398,7 @@ describe('database file', () => {
       await reopened.close();
     }
     const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
-    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }]);
+    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }, { name: '0004_packages' }]);
   });
 
   test('two stores on one file see each other\'s writes', async (t) => {
@@ -401,7 +422,7 @@ describe('database file', () => {
     const created = await store.createFunction(input);
     const loaded = await store.getFunctionByName(input.name);
     assert.ok(loaded);
-    assert.equal(loaded.code.length, code.length);
+    assert.equal(loaded.code?.length, code.length);
     assert.ok(loaded.code === code, 'code differs');
     assert.deepEqual(loaded, created);
     assert.deepEqual(loaded.env_vars, input.env_vars);

@@ -8,6 +8,7 @@ const statusOf: Record<ErrorKind, number> = {
   conflict: 409,
   busy: 429,
   unavailable: 503,
+  too_large: 413,
 };
 
 export function sendError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {

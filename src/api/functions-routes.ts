@@ -1,5 +1,7 @@
 // /v1/functions: the endpoints of functions-api.md. HTTP only; the domain does the work.
+import { createReadStream } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
+import { packageLimits } from '../packages/types.js';
 import { answerJson } from '../functions/answer.js';
 import { invalid } from '../functions/errors.js';
 import { nestsDeeperThan } from '../json-depth.js';
@@ -8,9 +10,12 @@ import { createBody, updateBody } from './schemas.js';
 
 type IdParams = { Params: { id: string } };
 
+/** A function definition may carry a 50 MiB package: base64 makes it 4/3 as long, plus the JSON around it. */
+export const definitionBodyLimitBytes = Math.ceil((packageLimits.zippedBytes * 4) / 3) + 1024 * 1024;
+
 export function functionsRoutes(service: FunctionService) {
   return async (app: FastifyInstance): Promise<void> => {
-    app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody } }, async (request) => {
+    app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody }, bodyLimit: definitionBodyLimitBytes }, async (request) => {
       const record = await service.create(request.body);
       return { id: record.id };
     });
@@ -19,9 +24,26 @@ export function functionsRoutes(service: FunctionService) {
 
     app.get<IdParams>('/v1/functions/:id', async (request) => ({ item: service.get(request.params.id) }));
 
-    app.put<IdParams & { Body: FunctionInput }>('/v1/functions/:id', { schema: { body: updateBody } }, async (request) => ({
+    app.put<IdParams & { Body: FunctionInput }>('/v1/functions/:id', { schema: { body: updateBody }, bodyLimit: definitionBodyLimitBytes }, async (request) => ({
       item: await service.update(request.params.id, request.body),
     }));
+
+    app.get<IdParams>('/v1/functions/:id/package', async (request, reply) => {
+      const { path, info, name } = service.packageZip(request.params.id);
+      return reply
+        .type('application/zip')
+        .header('content-disposition', `attachment; filename="${name}.zip"`)
+        .header('etag', `"${info.sha256}"`)
+        .send(createReadStream(path));
+    });
+
+    app.get<IdParams>('/v1/functions/:id/package/files', async (request) => ({ files: await service.packageFiles(request.params.id) }));
+
+    // One file of the package (the console shows it); `*` takes the rest of the path, slashes included.
+    app.get<IdParams & { Params: { '*': string } }>('/v1/functions/:id/package/files/*', async (request, reply) => {
+      const content = await service.packageFile(request.params.id, request.params['*']);
+      return reply.type('application/octet-stream').header('x-content-type-options', 'nosniff').send(content);
+    });
 
     app.delete<IdParams>('/v1/functions/:id', async (request) => {
       await service.delete(request.params.id);

@@ -3,6 +3,7 @@ const definition = {
   name: { type: 'string' },
   runtime: { type: 'string' },
   code: { type: 'string' },
+  package: { type: 'string' }, // base64 of a zip
   handler: { type: 'string' },
   vcpu: { type: 'integer' },
   memory_mb: { type: 'integer' },
@@ -11,5 +12,6 @@ const definition = {
   env_vars: { type: 'object', additionalProperties: { type: 'string' } },
 } as const;
 
-export const createBody = { type: 'object', required: ['name', 'runtime', 'code'], properties: definition } as const;
+// code or package: the domain says which is missing, in words.
+export const createBody = { type: 'object', required: ['name', 'runtime'], properties: definition } as const;
 export const updateBody = { type: 'object', properties: definition } as const;

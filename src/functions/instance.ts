@@ -20,7 +20,10 @@ export const retryBackoff = { firstMs: 500, maxMs: 30_000 };
 
 /** Everything a VM needs to serve one version of a function. */
 export interface Deployment {
+  /** A single-file function's source ('' for a packaged one). */
   code: string;
+  /** A packaged function's package: the disk image its VM mounts at /var/task. */
+  package: { sha256: string; image: string } | null;
   handler: string;
   env: Record<string, string>;
   version: number;
@@ -193,7 +196,9 @@ export class FunctionInstance {
   /** New code/handler/env into the running VM: atomic swap in the agent, in-flight calls finish on the old code. */
   async reload(deployment: Deployment): Promise<void> {
     const state = this.current;
-    if (state.kind !== 'serving' || specKey(state.deployment.spec) !== specKey(deployment.spec)) return this.move(deployment);
+    // A VM takes one package in its life (its task disk): a new package moves to a new VM, like a new shape.
+    if (state.kind !== 'serving' || specKey(state.deployment.spec) !== specKey(deployment.spec) ||
+      state.deployment.package?.sha256 !== deployment.package?.sha256) return this.move(deployment);
     try {
       await this.load(state.vm, deployment);
     } catch (error) {
@@ -360,6 +365,8 @@ export class FunctionInstance {
     try {
       this.checkLive();
       await beforeLoad?.(vm);
+      // A VM restored from the function's snapshot has its package already; a pool VM gets it now.
+      if (!restored && d.package) await vm.attachTask(d.package.image);
       if (!restored) {
         const initMs = await this.load(vm, d);
         this.initTimes.set(vm, initMs);
@@ -401,7 +408,8 @@ export class FunctionInstance {
     const started = performance.now();
     try {
       // No seed: the VM layer renewed this VM's random state (and clock) when it was restored.
-      const loaded = await vm.channel.request('load', { code: d.code, handler: d.handler, env: d.env, version: d.version }, 60_000);
+      const source = d.package ? { code: '', package: true } : { code: d.code };
+      const loaded = await vm.channel.request('load', { ...source, handler: d.handler, env: d.env, version: d.version }, 60_000);
       // The runtime's own measure leaves out the channel (slow on a busy host); it cannot claim more than the host saw.
       return Math.max(0, Math.min(loaded.duration_ms, performance.now() - started));
     } catch (error) {

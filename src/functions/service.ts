@@ -17,17 +17,22 @@ import type { Vm } from '../vm/driver.js';
 import type { FunctionSnapshots } from '../vm/function-snapshots.js';
 import type { VmPool } from '../vm/pool.js';
 import { specKey, type NetworkMode } from '../vm/spec.js';
-import { busy, conflict, invalid, notFound, unavailable } from './errors.js';
+import { PackageError, type PackageFile, type PackageInfo, type PackageRepository } from '../packages/types.js';
+import { busy, conflict, FunctionError, invalid, notFound, tooLarge, unavailable } from './errors.js';
 import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome, type SnapStart } from './instance.js';
 import { Limiter } from '../limiter.js';
 import { Signal } from '../signal.js';
 import { LiveVmCap } from './live-vms.js';
-import { checkEnvVars, checkHandler, checkName, checkRange, defaults, isUuid, limits, normaliseRuntime } from './validation.js';
+import {
+  checkEnvVars, checkHandler, checkName, checkRange, decodePackage, defaultPackageHandler, defaults, isUuid, limits, normaliseRuntime,
+} from './validation.js';
 
 export interface FunctionInput {
   name?: string;
   runtime?: string;
   code?: string;
+  /** Base64 of a zip: a packaged function (instead of code). */
+  package?: string;
   handler?: string;
   vcpu?: number;
   memory_mb?: number;
@@ -55,6 +60,8 @@ export interface ServiceOptions {
   maxLiveVms: number;
   /** SnapStart: functions whose code is slow to initialise wake from a snapshot (absent: always re-initialise). */
   snapshots?: FunctionSnapshots;
+  /** Deployment packages, stored once by content; without it, `package` is refused. */
+  packages?: PackageRepository;
   log: (message: string) => void;
 }
 
@@ -88,6 +95,8 @@ export class FunctionService {
   private readonly deploys = new Limiter(2);
   readonly liveVms: LiveVmCap;
   private readonly snapStart: SnapStart | undefined;
+  /** Packages stored for a create or update that has not saved its record yet: not to be removed meanwhile. */
+  private readonly pendingPackages = new Map<string, number>();
 
   private constructor(private readonly options: ServiceOptions) {
     this.liveVms = new LiveVmCap(options.maxLiveVms, (id) => this.instances.get(id)?.sleepIfIdle() ?? false);
@@ -102,6 +111,7 @@ export class FunctionService {
     const service = new FunctionService(options);
     const records = await options.store.listFunctions();
     await options.snapshots?.keepOnly(new Set(records.map((r) => r.id)));
+    await options.packages?.sweep(new Set(records.flatMap((r) => (r.package ? [r.package.sha256] : []))));
     for (const stored of records) {
       const snapshotBytes = options.snapshots?.bytes(stored.id) || null; // a snapshot may have gone stale
       const record = stored.snapshot_bytes === snapshotBytes ? stored : await options.store.updateFunction(stored.id, { snapshot_bytes: snapshotBytes }) ?? stored;
@@ -129,16 +139,22 @@ export class FunctionService {
   async create(input: FunctionInput): Promise<FunctionRecord> {
     if (input.name === undefined) throw invalid('name is required');
     if (input.runtime === undefined) throw invalid('runtime is required');
-    if (input.code === undefined) throw invalid('code is required');
+    if (input.code === undefined && input.package === undefined) throw invalid('code or package is required');
     const fields = checkFields(input);
+    const runtime = fields.runtime ?? 'node';
+    const packaged = input.package !== undefined;
+    const handler = input.handler === undefined
+      ? (packaged ? defaultPackageHandler(runtime) : defaults.handler)
+      : checkHandler(input.handler, packaged);
+    const source = await this.sourceOf(input);
     let record: FunctionRecord;
     try {
       record = await this.options.store.createFunction({
         id: randomUUID(),
         name: fields.name ?? input.name,
-        runtime: fields.runtime ?? 'node',
-        code: fields.code ?? input.code,
-        handler: fields.handler ?? defaults.handler,
+        runtime,
+        ...source.fields,
+        handler,
         env_vars: fields.env_vars ?? {},
         timeout_seconds: fields.timeout_seconds ?? defaults.timeoutSeconds,
         memory_mb: fields.memory_mb ?? defaults.memoryMb,
@@ -153,6 +169,8 @@ export class FunctionService {
       });
     } catch (error) {
       throw error instanceof NameTakenError ? conflict(error.message) : error;
+    } finally {
+      await source.settle();
     }
     this.records.set(record.id, record);
     this.instances.set(record.id, this.newInstance(record.id));
@@ -170,11 +188,30 @@ export class FunctionService {
     const instance = this.instance(id);
     return instance.exclusive(async () => {
       const current = this.get(id);
-      const patch = changes(current, checkFields(input));
+      const fields = checkFields(input);
+      const packaged = input.package !== undefined || (input.code === undefined && current.package !== undefined);
+      if (input.handler !== undefined) fields.handler = checkHandler(input.handler, packaged);
+      else if (packaged !== (current.package !== undefined)) {
+        // code -> package or back: a handler such as "src/app.handler" means nothing to the other kind
+        fields.handler = packaged ? defaultPackageHandler(fields.runtime ?? current.runtime) : checkHandler(current.handler, false);
+      }
+      const source = await this.sourceOf(input);
+      try {
+        return await this.applyUpdate(id, instance, current, { ...fields, ...source.fields });
+      } finally {
+        await source.settle();
+        if (current.package && this.records.get(id)?.package?.sha256 !== current.package.sha256) await this.dropPackage(current.package.sha256);
+      }
+    });
+  }
+
+  private async applyUpdate(id: string, instance: FunctionInstance, current: FunctionRecord, fields: CheckedFields): Promise<FunctionRecord> {
+    {
+      const patch = changes(current, fields);
       if (Object.keys(patch).length === 0) return current;
       if (patch.name !== undefined) this.checkNameFree(patch.name, id);
-      const next: FunctionRecord = { ...current, ...patch, version: current.version + 1 };
-      const touchesVm = ['code', 'handler', 'env_vars', 'runtime', 'memory_mb', 'vcpu'].some((k) => k in patch);
+      const next = withSource({ ...current, ...patch, version: current.version + 1 }, patch);
+      const touchesVm = ['code', 'package', 'handler', 'env_vars', 'runtime', 'memory_mb', 'vcpu'].some((k) => k in patch);
       if (touchesVm && current.snapshot_bytes !== null) {
         // The snapshot holds the old version: dropped now, so its disk is free before a new one is taken.
         await this.options.snapshots?.remove(id, false);
@@ -196,11 +233,92 @@ export class FunctionService {
         return saved;
       }
       return this.save(id, { ...patch, version: next.version });
-    });
+    }
+  }
+
+  /**
+   * The source `input` gives, ready to store: its code, or its package, stored (validated, its image built)
+   * and held until `settle()`, which lets it go if no function ended up using it.
+   */
+  private async sourceOf(input: FunctionInput): Promise<{ fields: Pick<FunctionPatch, 'code' | 'package'>; settle: () => Promise<void> }> {
+    const none = async () => {};
+    if (input.code !== undefined && input.package !== undefined) throw invalid('give either code or package, not both');
+    if (input.code !== undefined) {
+      if (input.code.trim() === '') throw invalid('code must not be empty');
+      const bytes = Buffer.byteLength(input.code);
+      if (bytes > limits.codeBytes) throw tooLarge(`code is ${bytes} bytes: at most ${limits.codeBytes}; larger functions are deployment packages`);
+      return { fields: { code: input.code }, settle: none };
+    }
+    if (input.package === undefined) return { fields: {}, settle: none };
+    const packages = this.options.packages;
+    if (!packages) throw invalid('this server does not take deployment packages');
+    const zip = decodePackage(input.package);
+    let info: PackageInfo;
+    try {
+      info = await packages.put(zip);
+    } catch (error) {
+      if (error instanceof PackageError) throw invalid(`package refused: ${error.message}`);
+      throw error;
+    }
+    const { sha256 } = info;
+    this.pendingPackages.set(sha256, (this.pendingPackages.get(sha256) ?? 0) + 1);
+    return {
+      fields: { package: info },
+      settle: async () => {
+        const left = (this.pendingPackages.get(sha256) ?? 1) - 1;
+        if (left > 0) this.pendingPackages.set(sha256, left);
+        else this.pendingPackages.delete(sha256);
+        await this.dropPackage(sha256);
+      },
+    };
+  }
+
+  /** Removes a package from the host once no function (stored or being stored) uses it. */
+  private async dropPackage(sha256: string): Promise<void> {
+    if (this.pendingPackages.has(sha256)) return;
+    for (const record of this.records.values()) if (record.package?.sha256 === sha256) return;
+    try {
+      await this.options.packages?.remove(sha256);
+    } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
+      this.options.log(`package ${sha256}: could not be removed: ${(error as Error).message}`);
+    }
+  }
+
+  /** A packaged function's zip as stored; 404 for a single-file function. */
+  packageZip(idOrName: string): { path: string; info: PackageInfo; name: string } {
+    const record = this.get(idOrName);
+    return { path: this.packages(record).zipPath(this.packageOf(record).sha256), info: this.packageOf(record), name: record.name };
+  }
+
+  packageFiles(idOrName: string): Promise<PackageFile[]> {
+    const record = this.get(idOrName);
+    return this.packages(record).files(this.packageOf(record).sha256);
+  }
+
+  async packageFile(idOrName: string, path: string): Promise<Buffer> {
+    const record = this.get(idOrName);
+    try {
+      return await this.packages(record).readFile(this.packageOf(record).sha256, path);
+    } catch (error) {
+      if (error instanceof PackageError) throw new FunctionError('not_found', error.message);
+      throw error;
+    }
+  }
+
+  private packageOf(record: FunctionRecord): PackageInfo {
+    if (!record.package) throw new FunctionError('not_found', `function ${record.name} has no package: its code is in the item`);
+    return record.package;
+  }
+
+  private packages(record: FunctionRecord): PackageRepository {
+    if (!this.options.packages) throw new FunctionError('not_found', `function ${record.name}'s package is not on this host`);
+    return this.options.packages;
   }
 
   async delete(idOrName: string): Promise<void> {
-    const { id } = this.get(idOrName);
+    const record = this.get(idOrName);
+    const { id } = record;
     const instance = this.instances.get(id);
     this.records.delete(id);
     this.instances.delete(id);
@@ -209,6 +327,7 @@ export class FunctionService {
     await this.options.snapshots?.remove(id);
     await this.options.store.deleteFunction(id);
     this.changes.emit('change', { deleted: id } satisfies FunctionChange);
+    if (record.package) await this.dropPackage(record.package.sha256);
   }
 
   async invoke(idOrName: string, event: unknown): Promise<InvokeResponse> {
@@ -375,8 +494,11 @@ export class FunctionService {
   }
 
   private deployment(record: FunctionRecord): Deployment {
+    const pkg = record.package;
+    const image = pkg && this.options.packages?.imagePath(pkg.sha256);
     return {
-      code: record.code,
+      code: record.code ?? '',
+      package: pkg && image ? { sha256: pkg.sha256, image } : null,
       handler: record.handler,
       env: record.env_vars,
       version: record.version,
@@ -434,11 +556,6 @@ function checkFields(input: FunctionInput): CheckedFields {
   const out: CheckedFields = {};
   if (input.name !== undefined) out.name = checkName(input.name);
   if (input.runtime !== undefined) out.runtime = normaliseRuntime(input.runtime);
-  if (input.code !== undefined) {
-    if (input.code.trim() === '') throw invalid('code must not be empty');
-    out.code = input.code;
-  }
-  if (input.handler !== undefined) out.handler = checkHandler(input.handler);
   if (input.env_vars !== undefined) out.env_vars = checkEnvVars(input.env_vars);
   if (input.vcpu !== undefined) out.vcpu = checkRange('vcpu', input.vcpu, limits.vcpu);
   if (input.memory_mb !== undefined) out.memory_mb = checkRange('memory_mb', input.memory_mb, limits.memoryMb);
@@ -449,6 +566,13 @@ function checkFields(input: FunctionInput): CheckedFields {
     out.max_concurrency = checkRange('max_concurrency', input.max_concurrency, limits.maxConcurrency);
   }
   return out;
+}
+
+/** `record` patched: a new code drops its package and a new package its code (one or the other, never both). */
+function withSource(record: FunctionRecord, patch: FunctionPatch): FunctionRecord {
+  if (patch.code !== undefined) return { ...record, package: undefined };
+  if (patch.package !== undefined) return { ...record, code: undefined };
+  return record;
 }
 
 /** The subset of `fields` that differs from `current`. */

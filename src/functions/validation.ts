@@ -1,7 +1,8 @@
 // What a function definition may contain, and the normalised form the domain works with.
 import type { Runtime } from '../guest/protocol.js';
 import { specLimits } from '../vm/spec.js';
-import { invalid } from './errors.js';
+import { packageLimits } from '../packages/types.js';
+import { invalid, tooLarge } from './errors.js';
 
 export const limits = {
   vcpu: specLimits.vcpu,
@@ -11,6 +12,8 @@ export const limits = {
   nameLength: 64,
   handlerLength: 128,
   envVars: 64,
+  /** A single-file function's source, as the body limit bounded it before packages (bigger code: a package). */
+  codeBytes: 6 * 1024 * 1024,
 } as const;
 
 export const defaults = {
@@ -28,6 +31,11 @@ const runtimeAliases = new Map<string, Runtime>([
 ]);
 export const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export const handlerPattern = /^([A-Za-z_$][\w$-]*\.)?[A-Za-z_$][\w$]*$/;
+/**
+ * A packaged function's handler: a file of the package and its export (`index.handler`, `src/app.handler`,
+ * Python's `pkg.module.handler`). Relative, no `..`: it names a file inside /var/task.
+ */
+export const packageHandlerPattern = /^(?:[\w@$-][\w@$.-]*\/)*[\w@$-][\w@$.-]*\.[A-Za-z_$][\w$]*$/;
 export const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -48,10 +56,34 @@ export function checkName(name: string): string {
   return name;
 }
 
-export function checkHandler(handler: string): string {
+export function checkHandler(handler: string, packaged: boolean): string {
   if (handler.length > limits.handlerLength) throw invalid(`handler must be at most ${limits.handlerLength} characters`);
-  if (!handlerPattern.test(handler)) throw invalid(`handler "${handler}" must be a function name such as "handler" or "index.handler"`);
+  if (packaged) {
+    if (!packageHandlerPattern.test(handler) || handler.split('/').includes('..')) {
+      throw invalid(`handler "${handler}" must name a file of the package and its function, such as "index.handler" or "src/app.handler"`);
+    }
+  } else if (!handlerPattern.test(handler)) {
+    throw invalid(`handler "${handler}" must be a function name such as "handler" or "index.handler"`);
+  }
   return handler;
+}
+
+/** The default handler of a packaged function: Lambda's usual names. */
+export function defaultPackageHandler(runtime: Runtime): string {
+  return runtime === 'python' ? 'lambda_function.lambda_handler' : 'index.handler';
+}
+
+const base64Pattern = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** A package as sent: base64 of a zip, at most packageLimits.zippedBytes once decoded. */
+export function decodePackage(base64: string): Buffer {
+  if (base64.length % 4 !== 0 || !base64Pattern.test(base64)) throw invalid('package must be the base64 of a zip file');
+  const zip = Buffer.from(base64, 'base64');
+  if (zip.length === 0) throw invalid('package must not be empty');
+  if (zip.length > packageLimits.zippedBytes) {
+    throw tooLarge(`package is ${zip.length} bytes zipped: at most ${packageLimits.zippedBytes} bytes (50 MiB)`);
+  }
+  return zip;
 }
 
 export function checkEnvVars(env: Record<string, string>): Record<string, string> {

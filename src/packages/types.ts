@@ -14,3 +14,28 @@ export interface PackageInfo {
   /** Number of files (directories not counted). */
   files: number;
 }
+
+/** A package refused as uploaded (not a zip, a path that escapes, a zip bomb...): the message is for the user. */
+export class PackageError extends Error {
+  override name = 'PackageError';
+}
+
+/** One file of a package, as the console lists them. */
+export interface PackageFile {
+  path: string;
+  size: number;
+}
+
+/** What the functions domain needs of the host's package store (src/packages/store.ts). */
+export interface PackageRepository {
+  /** Validates the zip and stores it (once per content) with the disk image VMs mount; PackageError if refused. */
+  put(zip: Buffer): Promise<PackageInfo>;
+  imagePath(sha256: string): string;
+  zipPath(sha256: string): string;
+  files(sha256: string): Promise<PackageFile[]>;
+  readFile(sha256: string, path: string): Promise<Buffer>;
+  /** No function uses the package any more. */
+  remove(sha256: string): Promise<void>;
+  /** Removes every stored package not in `inUse` (left behind by a crash). */
+  sweep(inUse: Set<string>): Promise<void>;
+}

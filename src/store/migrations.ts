@@ -79,6 +79,20 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('functions').dropColumn('init_ms').execute();
     },
   },
+  // A packaged function's zip lives in the content-addressed package store; its row names it (code stays '').
+  '0004_packages': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('functions').addColumn('package_sha256', 'text').execute();
+      await db.schema.alterTable('functions').addColumn('package_size', 'integer').execute();
+      await db.schema.alterTable('functions').addColumn('package_unpacked_size', 'integer').execute();
+      await db.schema.alterTable('functions').addColumn('package_files', 'integer').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      for (const column of ['package_files', 'package_unpacked_size', 'package_size', 'package_sha256']) {
+        await db.schema.alterTable('functions').dropColumn(column).execute();
+      }
+    },
+  },
 };
 
 const provider: MigrationProvider = {

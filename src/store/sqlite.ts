@@ -16,8 +16,14 @@ import {
 } from './types.js';
 
 // Row types derive from the records so the two cannot drift apart; only encoded columns differ.
-interface FunctionsTable extends Omit<FunctionRecord, 'env_vars' | 'last_invoked_at'> {
+interface FunctionsTable extends Omit<FunctionRecord, 'env_vars' | 'last_invoked_at' | 'code' | 'package'> {
   env_vars: string;
+  /** NOT NULL since 0001: '' for a packaged function. */
+  code: string;
+  package_sha256: string | null;
+  package_size: number | null;
+  package_unpacked_size: number | null;
+  package_files: number | null;
 }
 interface InvocationsTable extends InvocationRow {
   seq: Generated<number>;
@@ -89,8 +95,11 @@ class SqliteStore implements Store {
 
   async createFunction(fn: NewFunction): Promise<FunctionRecord> {
     const now = timestamp();
+    const { code: _code, package: _package, ...fields } = fn;
     const row: Insertable<FunctionsTable> = {
-      ...fn,
+      ...fields,
+      code: '',
+      ...sourceColumns(fn),
       env_vars: JSON.stringify(fn.env_vars),
       created_at: now,
       updated_at: now,
@@ -221,12 +230,25 @@ function parseJson<T>(text: string): T {
 }
 
 function rowToFunction(row: FunctionRow): FunctionRecord {
-  return { ...row, env_vars: parseJson<FunctionRecord['env_vars']>(row.env_vars) };
+  const { code, package_sha256: sha256, package_size: size, package_unpacked_size: unpacked, package_files: files, ...rest } = row;
+  const source = sha256 === null
+    ? { code }
+    : { package: { sha256, size: size ?? 0, unpacked_size: unpacked ?? 0, files: files ?? 0 } };
+  return { ...rest, ...source, env_vars: parseJson<FunctionRecord['env_vars']>(row.env_vars) };
+}
+
+/** The columns of a function's source: its code, or its package (and then code is ''). */
+function sourceColumns(source: Pick<FunctionPatch, 'code' | 'package'>) {
+  const pkg = source.package;
+  if (pkg) return { code: '', package_sha256: pkg.sha256, package_size: pkg.size, package_unpacked_size: pkg.unpacked_size, package_files: pkg.files };
+  if (source.code !== undefined) return { code: source.code, package_sha256: null, package_size: null, package_unpacked_size: null, package_files: null };
+  return {};
 }
 
 function patchToRow(patch: FunctionPatch): Updateable<FunctionsTable> {
-  const { env_vars, ...rest } = patch;
-  return env_vars === undefined ? rest : { ...rest, env_vars: JSON.stringify(env_vars) };
+  const { env_vars, code: _code, package: _package, ...rest } = patch;
+  const row = { ...rest, ...sourceColumns(patch) };
+  return env_vars === undefined ? row : { ...row, env_vars: JSON.stringify(env_vars) };
 }
 
 function rowToInvocation(row: Selectable<InvocationsTable>): InvocationRecord {

@@ -1,5 +1,6 @@
 // What the domain stores, independent of the database behind it (SQLite now, PostgreSQL later).
 import type { Runtime } from '../guest/protocol.js';
+import type { PackageInfo } from '../packages/types.js';
 
 export type FunctionState = 'creating' | 'booting' | 'deploying' | 'ready' | 'error';
 export type InvocationStatus = 'success' | 'error' | 'timeout';
@@ -8,7 +9,10 @@ export interface FunctionRecord {
   id: string;
   name: string;
   runtime: Runtime;
-  code: string;
+  /** A single-file function's source. Exactly one of `code` and `package` is present. */
+  code?: string;
+  /** A packaged function's zip, stored by content hash (src/packages). */
+  package?: PackageInfo;
   handler: string;
   env_vars: Record<string, string>;
   timeout_seconds: number;
@@ -46,6 +50,7 @@ export interface InvocationRecord {
 }
 
 export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes'>;
+/** A patch with `code` drops the package and one with `package` drops the code: a function has one or the other. */
 export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at' | 'last_invoked_at'>>;
 
 export class NameTakenError extends Error {

@@ -29,6 +29,8 @@ export interface Vm {
   /** A VM restored in the background (the warm pool) is about to serve: normal CPU priority from now on. */
   prioritise(): void;
   consoleTail(bytes?: number): string;
+  /** Backs the task disk with a package's image (before the guest reads it; once per VM). */
+  attachTask(image: string): Promise<void>;
 }
 
 export interface VmDriver {

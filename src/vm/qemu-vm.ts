@@ -317,6 +317,10 @@ export class QemuVm {
     if (this.launch.background && this.process.pid) setThreadsNiceness(this.process.pid, 0);
   }
 
+  attachTask(_image: string): Promise<void> {
+    return Promise.reject(new VmError('the task disk is not wired yet')); // being merged (branch task-device)
+  }
+
   /** Called once if QEMU exits or the guest channel breaks while the VM was not being stopped. */
   onFailure(listener: (reason: string) => void): void {
     if (this.failureReason !== null) listener(this.failureReason);
