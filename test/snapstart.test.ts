@@ -153,8 +153,8 @@ describe('the cap on live VMs', () => {
 });
 
 describe('snapshot bookkeeping', () => {
-  /** A VM whose snapshot is a file of `bytes` bytes. */
-  function fakeVm(bytes: number): Vm {
+  /** A VM whose snapshot is a file of `bytes` bytes (with `taskImage` on its task disk). */
+  function fakeVm(bytes: number, taskImage: string | null = null): Vm {
     let state: Vm['state'] = 'running';
     const vm: Partial<Vm> = {
       get state() {
@@ -164,7 +164,7 @@ describe('snapshot bookkeeping', () => {
         writeFileSync(path, Buffer.alloc(bytes, 1));
         state = 'paused';
         const spec = { runtime: 'node', vcpu: 1, memoryMb: 256, network: 'none' } as const;
-        return { path, ramPath: null, spec, accel: 'tcg', boot: { kernel: 'k', initramfs: 'i', rootfs: 'r' }, cmdline: 'c', bytes };
+        return { path, ramPath: null, spec, accel: 'tcg', boot: { kernel: 'k', initramfs: 'i', rootfs: 'r' }, cmdline: 'c', bytes, taskImage };
       },
       async resume() {
         state = 'running';
@@ -203,6 +203,15 @@ describe('snapshot bookkeeping', () => {
       const reopened = await FunctionSnapshots.open(options);
       assert.equal(reopened.bytes('a'), 1000);
       assert.equal(reopened.bytes('c'), 1000);
+      // A packaged function's snapshot lives as long as its package image does.
+      const image = join(dir, 'package.img');
+      writeFileSync(image, 'image');
+      await snapshots.capture('p', 'v1', fakeVm(100, image), 500);
+      assert.equal((await FunctionSnapshots.open(options)).find('p', 'v1')?.snapshot.taskImage, image, 'the image survives a reopen');
+      rmSync(image);
+      const imageGone = await FunctionSnapshots.open(options);
+      assert.equal(imageGone.find('p', 'v1'), null, 'a snapshot whose package image is gone is stale');
+      assert.equal(imageGone.bytes('a'), 1000, 'the others stay');
       const otherKernel = await FunctionSnapshots.open({ ...options, driver: { ...options.driver, kernelCmdline: () => 'changed' } });
       assert.equal(otherKernel.totalBytes, 0, 'snapshots of another kernel command line are dropped');
       assert.deepEqual(readdirSync(dir), [], 'and their files deleted');

@@ -6,7 +6,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
+import nodeModule, { createRequire, syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -650,6 +650,101 @@ async function importModule(code) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Packages: the code is a directory tree on the task disk (a read-only virtio-blk device, found by its
+// serial), mounted at /var/task at the first load that asks for it. The handler is `path/to/file.name`.
+
+const TASK_ROOT = '/var/task';
+const TASK_URL = `${pathToFileURL(TASK_ROOT).href}/`;
+const TASK_SERIAL = 'fnvm-task'; // src/vm/qemu-args.ts
+const PACKAGE_EXTENSIONS = ['.js', '.mjs', '.cjs'];
+let taskMounted = false;
+/** Counts package loads: each imports its ES modules under new URLs, so none comes from an older load. */
+let packageLoads = 0;
+let packageHooks = false;
+
+function taskDevice() {
+  for (const name of fs.readdirSync('/sys/block')) {
+    try {
+      if (fs.readFileSync(`/sys/block/${name}/serial`, 'utf8').trim() === TASK_SERIAL) return `/dev/${name}`;
+    } catch {
+      // no serial (the root disk has none): not the task disk
+    }
+  }
+  throw new Error(`no block device with serial ${TASK_SERIAL}`);
+}
+
+function mountTask() {
+  if (taskMounted) return;
+  if (!system) throw agentError('PackageMountError', 'packages need a VM: this agent runs as a plain process');
+  try {
+    system.mountTask(taskDevice(), TASK_ROOT);
+  } catch (error) {
+    throw agentError('PackageMountError', `cannot mount the package at ${TASK_ROOT}: ${error.message}`);
+  }
+  taskMounted = true;
+}
+
+/** `path/to/file.name` -> { file: 'path/to/file', name }. */
+function packageHandler(spec) {
+  const dot = spec.lastIndexOf('.');
+  const file = spec.slice(0, dot);
+  const name = spec.slice(dot + 1);
+  if (dot <= 0 || !IDENTIFIER.test(name)) {
+    throw agentError('HandlerNotFound', `handler "${spec}" is not FILE.NAME (like index.handler or src/app.handler)`);
+  }
+  if (file.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw agentError('HandlerNotFound', `handler "${spec}": its file must be a relative path inside ${TASK_ROOT}`);
+  }
+  return { file, name };
+}
+
+// ES modules are cached by URL: every module of the package gets the load's number as a query, so a new load
+// (new env, new handler) evaluates them afresh. `require` has its own cache, cleared of the package instead.
+function versionPackageModules() {
+  if (packageHooks || typeof nodeModule.registerHooks !== 'function') return;
+  packageHooks = true;
+  nodeModule.registerHooks({
+    resolve(specifier, context, nextResolve) {
+      const result = nextResolve(specifier, context);
+      const esm = context.conditions?.includes('import');
+      if (!esm || !result.url.startsWith(TASK_URL) || result.url.includes('?')) return result;
+      return { ...result, url: `${result.url}?v=${packageLoads}` };
+    },
+  });
+}
+
+function forgetPackageRequires() {
+  for (const key of Object.keys(scriptRequire.cache)) {
+    if (key.startsWith(`${TASK_ROOT}/`)) delete scriptRequire.cache[key];
+  }
+}
+
+const isFile = (file) => fs.statSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
+
+/** Imports the handler's file (CommonJS or ESM, as Node decides from its extension and package.json). */
+async function findPackageHandler({ file, name }) {
+  const found = PACKAGE_EXTENSIONS.map((ext) => path.join(TASK_ROOT, file + ext)).find(isFile);
+  if (!found) {
+    throw agentError('ImportModuleError', `Cannot find module '${file}' in ${TASK_ROOT} (tried ${PACKAGE_EXTENSIONS.join(', ')})`);
+  }
+  versionPackageModules();
+  forgetPackageRequires();
+  packageLoads += 1;
+  let namespace;
+  try {
+    namespace = await import(`${pathToFileURL(found).href}?v=${packageLoads}`);
+  } catch (error) {
+    if (error?.code === 'ERR_MODULE_NOT_FOUND' || error?.code === 'MODULE_NOT_FOUND') {
+      throw agentError('ImportModuleError', `${path.relative(TASK_ROOT, found)}: ${error.message}`);
+    }
+    throw error;
+  }
+  const handler = [namespace[name], namespace.default?.[name]].find((candidate) => typeof candidate === 'function');
+  if (handler) return handler;
+  throw agentError('HandlerNotFound', `${path.relative(TASK_ROOT, found)} exports no function "${name}"`);
+}
+
 // env: variables from the current load. A variable a later load drops goes back to the value it had before
 // any load touched it (usually: absent); variables no load ever set are left alone.
 let loadedEnv = {};
@@ -737,23 +832,28 @@ const MAX_CLOCK_STEP_MS = 1e12;
 const isEpochMs = (value) => typeof value === 'number' && Number.isFinite(value) && value > 0 && value < 1e15;
 
 async function load(request) {
-  const { code, handler, version, env = {}, seed = null } = request;
+  const { code, handler, version, env = {}, seed = null, package: isPackage = false } = request;
   if (
     typeof code !== 'string' || typeof handler !== 'string' || !Number.isInteger(version) || !isStringMap(env) ||
-    (seed !== null && !isSeed(seed))
+    (seed !== null && !isSeed(seed)) || typeof isPackage !== 'boolean' || (isPackage && code !== '')
   ) {
     throw agentError(
       'ProtocolError',
-      'load needs code (string), handler (string), version (int), env (string map), optional seed (64 hex chars)',
+      'load needs code (string, empty with package), handler (string), version (int), env (string map), ' +
+        'optional seed (64 hex chars), optional package (boolean)',
     );
   }
   if (seed !== null) applySeed(seed); // first of all: even the top-level code must see this load's randomness
-  const name = handlerName(handler);
+  const target = isPackage ? packageHandler(handler) : { name: handlerName(handler) };
   const started = performance.now();
+  if (isPackage) {
+    mountTask();
+    process.chdir(TASK_ROOT); // Lambda's working directory: relative paths name the package's files
+  }
   const previousEnv = applyEnv(env); // before the code runs: its top level may read the variables
   const capture = new LogCapture();
   try {
-    const fn = await capture.run(() => findHandler(code, name));
+    const fn = await capture.run(() => (isPackage ? findPackageHandler(target) : findHandler(code, target.name)));
     current = { handler: fn, version };
     return { version, duration_ms: elapsedMs(started), logs: capture.finish() };
   } catch (error) {

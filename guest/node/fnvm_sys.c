@@ -1,14 +1,17 @@
 // Native helper of the Node agent (a Node-API addon): the three things a restored clone must do that
-// Node's own API cannot: step the wall clock, make the kernel CRNG reseed now, and reseed OpenSSL's DRBGs.
+// Node's own API cannot: step the wall clock, make the kernel CRNG reseed now, and reseed OpenSSL's DRBGs;
+// and mounting the task disk (a function's package) read-only.
 // Built on the host at image build time (gcc -shared); OpenSSL's symbols come from the node binary itself,
 // which exports them for addons.
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/random.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <time.h>
 #include <unistd.h>
 #include <node_api.h>
@@ -90,6 +93,30 @@ static napi_value reseed(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static int string_arg(napi_env env, napi_value value, char *out, size_t size) {
+  size_t length;
+  if (napi_get_value_string_utf8(env, value, out, size, &length) != napi_ok || length == 0 || length >= size - 1) {
+    napi_throw_type_error(env, NULL, "expected a path");
+    return 0;
+  }
+  return 1;
+}
+
+// mountTask(device, target): drops the device's cached blocks (BLKFLSBUF: the kernel read the placeholder
+// that backed it at boot, before the host swapped the image), then mounts it ext4, read-only, at target.
+static napi_value mount_task(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char device[256], target[256];
+  if (!args(env, info, 2, argv) || !string_arg(env, argv[0], device, sizeof device) || !string_arg(env, argv[1], target, sizeof target)) return NULL;
+  int fd = open(device, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(env, "open task disk", errno);
+  int error = ioctl(fd, BLKFLSBUF, 0) != 0 ? errno : 0;
+  close(fd);
+  if (error) return fail(env, "BLKFLSBUF", error);
+  if (mount(device, target, "ext4", MS_RDONLY | MS_NOATIME | MS_NODEV | MS_NOSUID, NULL) != 0) return fail(env, "mount", errno);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "setClock", NAPI_AUTO_LENGTH, set_clock, NULL, &fn);
@@ -98,5 +125,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "stepClock", fn);
   napi_create_function(env, "reseed", NAPI_AUTO_LENGTH, reseed, NULL, &fn);
   napi_set_named_property(env, exports, "reseed", fn);
+  napi_create_function(env, "mountTask", NAPI_AUTO_LENGTH, mount_task, NULL, &fn);
+  napi_set_named_property(env, exports, "mountTask", fn);
   return exports;
 }

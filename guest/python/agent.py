@@ -382,6 +382,89 @@ def remember_source(code):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Packages: the code is a directory tree on the task disk (a read-only virtio-blk device, found by its serial),
+# mounted at /var/task at the first load that asks for it. The handler is `path/to/file.name` or
+# `path.to.file.name`; /var/task comes first on sys.path, so vendored packages at its root import.
+
+TASK_ROOT = '/var/task'
+TASK_SERIAL = 'fnvm-task'  # src/vm/qemu-args.ts
+BLKFLSBUF = 0x1261  # _IO(0x12, 97), linux/fs.h
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOATIME = 1, 2, 4, 1024
+
+
+def task_device():
+    for name in os.listdir('/sys/block'):
+        try:
+            with open(f'/sys/block/{name}/serial') as serial:
+                if serial.read().strip() == TASK_SERIAL:
+                    return f'/dev/{name}'
+        except OSError:
+            continue  # no serial (the root disk has none): not the task disk
+    raise OSError(f'no block device with serial {TASK_SERIAL}')
+
+
+def mount_task():
+    """Drops the device's cached blocks (the kernel read the placeholder behind it at boot), then mounts it."""
+    import ctypes
+    import fcntl
+
+    device = task_device()
+    fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, BLKFLSBUF, 0)
+    finally:
+        os.close(fd)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOATIME
+    if libc.mount(device.encode(), TASK_ROOT.encode(), b'ext4', flags, None) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f'mount {device}: {os.strerror(error)}')
+
+
+def package_target(spec):
+    """`path/to/file.name` or `path.to.file.name` -> ('path.to.file', 'name')."""
+    file, _, name = spec.rpartition('.')
+    parts = file.replace('/', '.').split('.')
+    if not file or not name.isidentifier() or not all(part.isidentifier() for part in parts):
+        raise RequestError('HandlerNotFound', f'handler {spec!r} is not FILE.NAME (like lambda_function.lambda_handler)')
+    return '.'.join(parts), name
+
+
+def forget_package_modules():
+    """Drops modules loaded from the package, so a new load imports them afresh."""
+    prefix = TASK_ROOT + os.sep
+    for key, module in list(sys.modules.items()):
+        try:
+            file = getattr(module, '__file__', None) or ''
+            paths = list(getattr(module, '__path__', None) or ())  # namespace packages have no __file__
+        except Exception:  # noqa: BLE001 - a module object that fails on attribute access is not ours
+            continue
+        if file.startswith(prefix) or any(str(path).startswith(prefix) for path in paths):
+            del sys.modules[key]
+
+
+def import_package_handler(module_name, name):
+    import importlib
+
+    if TASK_ROOT in sys.path:
+        sys.path.remove(TASK_ROOT)
+    sys.path.insert(0, TASK_ROOT)
+    forget_package_modules()
+    importlib.invalidate_caches()
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # the handler's module or one it imports: Lambda's Runtime.ImportModuleError
+        stack = exception_info(exc)['stack']
+        raise RequestError('ImportModuleError', f"Unable to import module '{module_name}' from {TASK_ROOT}: {exc}", stack) from None
+    handler = getattr(module, name, None)
+    if not callable(handler):
+        what = 'is not defined' if handler is None else f'is not callable (type {type(handler).__name__})'
+        raise RequestError('HandlerNotFound', f'handler {name!r} {what} in module {module_name!r}')
+    return handler
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Randomness of clones. Every VM is a clone of one snapshot taken after the agent started, so all clones begin
 # with the same kernel CRNG (os.urandom, os.getrandom, uuid.uuid4, secrets, random.SystemRandom, and OpenSSL,
 # which seeds from it) and the same `random` module state. The host sends a fresh `seed` in `renew` (right after
@@ -584,6 +667,7 @@ class Agent:
         self._loop_lock = threading.Lock()
         self._loads = None  # queue of pending loads, created with the loader thread
         self._python_version = None
+        self._task_mounted = False
 
     # --- replies
 
@@ -736,23 +820,29 @@ class Agent:
         seed = message.get('seed')
         if seed is not None and not is_seed(seed):
             raise RequestError('ProtocolError', 'load seed must be 64 hex characters (32 bytes)')
+        is_package = message.get('package', False)
+        if not isinstance(is_package, bool) or (is_package and code != ''):
+            raise RequestError('ProtocolError', 'load package must be a boolean, and code empty with it')
         # Loads run one at a time, in arrival order, off the reader thread (top-level code may be slow).
         if self._loads is None:
             import queue
 
             self._loads = queue.SimpleQueue()
             threading.Thread(target=self._loader, name='loader', daemon=True).start()
-        self._loads.put((request_id, code, spec, env, version, seed))
+        self._loads.put((request_id, code, spec, env, version, seed, is_package))
 
     def _loader(self):
         while True:
-            request_id, code, spec, env, version, seed = self._loads.get()
+            request_id, code, spec, env, version, seed, is_package = self._loads.get()
             logs = LogBuffer()
             started = time.perf_counter()
             try:
                 if seed is not None:
                     apply_seed(seed, self.owns_system)  # first of all: even the top-level code must see this load's randomness
-                self.load(code, spec, env, version, logs)
+                if is_package:
+                    self.load_package(spec, env, version, logs)
+                else:
+                    self.load(code, spec, env, version, logs)
             except RequestError as exc:
                 logs.close()
                 self.send_error(request_id, exc.info)
@@ -790,12 +880,44 @@ class Agent:
                 sys.modules.pop(MODULE_NAME, None)
             else:
                 sys.modules[MODULE_NAME] = old_module
-            if previous is not None:
+            if previous is not None and previous.source is not None:
                 remember_source(previous.source)
             raise
         finally:
             current_logs.reset(token)
         self.loaded = new  # the atomic swap: invocations already running keep the version they captured
+
+    def load_package(self, spec, env, version, logs):
+        """Like load, with the handler imported from the package on the task disk (mounted on first use)."""
+        module_name, name = package_target(spec)
+        self.mount_task()
+        os.chdir(TASK_ROOT)  # Lambda's working directory: relative paths name the package's files
+        previous = self.loaded
+        undo_env = self.environment.apply(env, previous.env_keys if previous else ())
+        token = current_logs.set(logs)
+        try:
+            handler = import_package_handler(module_name, name)
+            is_async = is_async_function(handler)
+            if is_async:
+                self.event_loop()
+            new = Loaded(handler, version, is_async, handler_arity(handler), sys.modules.get(module_name), tuple(env), None)
+        except BaseException:
+            undo_env()
+            raise
+        finally:
+            current_logs.reset(token)
+        self.loaded = new
+
+    def mount_task(self):
+        if self._task_mounted:
+            return
+        if not self.owns_system:
+            raise RequestError('PackageMountError', 'packages need a VM: this agent runs as a plain process')
+        try:
+            mount_task()
+        except OSError as exc:
+            raise RequestError('PackageMountError', f'cannot mount the package at {TASK_ROOT}: {exc}') from None
+        self._task_mounted = True
 
     # --- invoke
 

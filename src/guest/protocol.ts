@@ -41,8 +41,15 @@ export interface ClockResult {
 }
 
 export interface LoadRequest {
+  /** The function's source; '' with `package`. */
   code: string;
+  /** `name` or `file.name`; with `package`, `path/to/file.name`, a file in the package (Lambda's form). */
   handler: string;
+  /**
+   * The code is the package on the task disk, which the agent mounts read-only at /var/task (first such load)
+   * and works in (guest/PROTOCOL.md, "Packages").
+   */
+  package?: boolean;
   env: Record<string, string>;
   version: number;
   /**

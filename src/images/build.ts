@@ -202,7 +202,8 @@ async function buildRootfs(
   progress("compiling the Node agent's native helper");
   await buildNodeHelper(join(root, 'opt', 'fnvm', 'fnvm_sys.node'));
   await writeEtc(root);
-  for (const d of ['tmp', 'proc', 'sys', 'dev', 'root']) await mkdir(join(root, d), { recursive: true });
+  // var/task: where the agents mount a function's package (the task disk, src/vm/task-disk.ts).
+  for (const d of ['tmp', 'proc', 'sys', 'dev', 'root', 'var/task']) await mkdir(join(root, d), { recursive: true });
   const sizeMiB = Math.ceil((await duBytes(root)) / 2 ** 20) + recipe.rootfsSlackMiB;
   progress(`mkfs.ext4 rootfs (${sizeMiB} MiB)`);
   await run('mkfs.ext4', [

@@ -21,4 +21,4 @@ export const recipe = {
 } as const;
 
 /** Bump when the build steps themselves change in a way the data above does not show. */
-export const builderVersion = 2;
+export const builderVersion = 3;

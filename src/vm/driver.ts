@@ -10,6 +10,7 @@ import { loadTscSetting, measureClockRate, saveTscSetting, type TscSetting } fro
 import { kernelCmdline as qemuKernelCmdline } from './qemu-args.js';
 import { QemuVm, type Snapshot, type VmState } from './qemu-vm.js';
 import { checkSpec, type Accelerator, type VmSpec } from './spec.js';
+import { ensurePlaceholder } from './task-image.js';
 
 export interface Vm {
   readonly id: string;
@@ -29,7 +30,11 @@ export interface Vm {
   /** A VM restored in the background (the warm pool) is about to serve: normal CPU priority from now on. */
   prioritise(): void;
   consoleTail(bytes?: number): string;
-  /** Backs the task disk with a package's image (before the guest reads it; once per VM). */
+  /**
+   * Backs the task disk with a package's image (an ext4 image of exactly taskDiskBytes), before the guest
+   * first reads it: at most once per VM, a second call is refused (TaskDiskError). A snapshot taken after
+   * it records the image, and VMs restored from that snapshot start with it attached.
+   */
   attachTask(image: string): Promise<void>;
 }
 
@@ -71,11 +76,12 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
   const tsc: TscSetting | null = accel === 'tcg' ? loadTscSetting(tscFile) : null;
   const kernelCmdline = (spec: VmSpec) => qemuKernelCmdline(spec, tsc?.khz ?? null);
   const log = options.log ?? (() => {});
+  const taskPlaceholder = await ensurePlaceholder(options.cacheDir);
 
   // A restore is CPU-bound (under TCG the guest's first instructions are translated anew): more at once than
   // there are cores only makes every one of them late, and their clock checks fail.
   const restores = new Limiter(availableParallelism());
-  const launch = async (spec: VmSpec) => QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec) });
+  const launch = async (spec: VmSpec) => QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec), taskPlaceholder });
   let calibration: Promise<unknown> = Promise.resolve();
 
   /** Boots; until the TSC setting is verified on this host, boots one at a time and measure the clock. */
@@ -121,9 +127,10 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
     accelReason: reason,
     networkIsolation: Boolean(netns),
     boot,
-    restore: (snapshot, priority) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns, background: priority === 'background' }), priority),
+    restore: (snapshot, priority) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns, taskPlaceholder, background: priority === 'background' }), priority),
     kernelCmdline,
   };
 }
 
 export type { Snapshot, VmState };
+export { TaskDiskError } from './qemu-vm.js';

@@ -2,7 +2,7 @@
 // VM instead of running the initialisation again. One snapshot per function (of its current deployment),
 // on this host's disk under a byte budget: the least recently used go first. Each snapshot has a small JSON
 // file beside it, so snapshots outlive the server; one that no longer fits this host (new guest images, a
-// new kernel command line, another accelerator) is dropped when it is found.
+// new kernel command line, another accelerator, a package image that is gone) is dropped when it is found.
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -189,6 +189,8 @@ export class FunctionSnapshots {
     const { snapshot } = entry;
     const { boot, driver } = this.options;
     return existsSync(snapshot.path)
+      // A packaged function's VM restores with its image on the task disk: without that file it cannot start.
+      && (snapshot.taskImage === null || existsSync(snapshot.taskImage))
       && snapshot.accel === driver.accel
       && snapshot.cmdline === driver.kernelCmdline(snapshot.spec)
       && snapshot.boot.kernel === boot.kernel && snapshot.boot.initramfs === boot.initramfs && snapshot.boot.rootfs === boot.rootfs;
@@ -213,7 +215,9 @@ async function readEntry(path: string): Promise<FunctionSnapshot | null> {
     // Written by this server, not by a guest or a client: the checks only catch files of an older format.
     const entry = JSON.parse(await readFile(path, 'utf8')) as FunctionSnapshot;
     const complete = typeof entry.functionId === 'string' && typeof entry.deployment === 'string'
-      && typeof entry.initMs === 'number' && typeof entry.usedAt === 'number' && typeof entry.snapshot?.path === 'string';
+      && typeof entry.initMs === 'number' && typeof entry.usedAt === 'number' && typeof entry.snapshot?.path === 'string'
+      // Snapshots from before the task disk have no such field (and no such device: they cannot restore).
+      && (entry.snapshot.taskImage === null || typeof entry.snapshot.taskImage === 'string');
     return complete ? entry : null;
   } catch {
     return null;

@@ -14,8 +14,9 @@ export type VmSource = 'warm' | 'restore' | 'boot';
 /**
  * What a base snapshot holds; older ones are rebuilt. 2: the runtime after a warm-up (a code load and a few
  * invocations), so a restored VM's first load skips the runtime's lazy start-up (Python: seconds under TCG).
+ * 3: a task disk (the placeholder) after the root disk.
  */
-const baseRecipe = 2;
+const baseRecipe = 3;
 
 export interface PoolOptions {
   /** Where base snapshots live; include the image hash in it so new images never meet old snapshots. */

@@ -13,6 +13,8 @@ export interface RunFiles {
   /** Unix socket the host listens on for the serial console (drained into memory, see console-ring.ts). */
   consoleSocket: string;
   memory: GuestMemory;
+  /** The file the task disk starts backed by: the all-zero placeholder, or a package's image (restores). */
+  taskImage: string;
 }
 
 /**
@@ -24,6 +26,7 @@ export type GuestMemory = { kind: 'anonymous' } | { kind: 'shared' | 'private'; 
 
 export type Device =
   | { kind: 'root-disk'; path: string }
+  | { kind: 'task-disk'; path: string }
   | { kind: 'channel'; name: string; socket: string }
   | { kind: 'rng' }
   | { kind: 'user-net' };
@@ -32,9 +35,16 @@ export type Device =
 export const userNet = { guest: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
 export const channelPortName = 'fnvm.0';
 
+/**
+ * The task disk's block nodes: a `raw` format node the device is attached to, over a `file` node that
+ * attachTask (qemu-vm.ts) replaces with one for the package's image. The guest finds the device by its serial.
+ */
+export const taskDisk = { formatNode: 'task', firstFileNode: 'task-file-0', serial: 'fnvm-task' } as const;
+
 export function devicesFor(spec: VmSpec, boot: BootFiles, run: RunFiles): Device[] {
   const devices: Device[] = [
-    { kind: 'root-disk', path: boot.rootfs },
+    { kind: 'root-disk', path: boot.rootfs }, // first: the guest's /dev/vda, the one init.sh mounts
+    { kind: 'task-disk', path: run.taskImage }, // the guest's /dev/vdb
     { kind: 'channel', name: channelPortName, socket: run.channelSocket },
     { kind: 'rng' },
   ];
@@ -70,6 +80,17 @@ function deviceArgs(device: Device, index: number): string[] {
         '-drive', `id=disk${index},file=${device.path},format=raw,if=none,readonly=on`,
         '-device', `virtio-blk-device,drive=disk${index}`,
       ];
+    case 'task-disk': {
+      // -blockdev with node names, so that QMP can put another file under the format node. JSON: no escaping
+      // of commas in paths.
+      const file = { driver: 'file', 'node-name': taskDisk.firstFileNode, filename: device.path, 'read-only': true };
+      const format = { driver: 'raw', 'node-name': taskDisk.formatNode, file: taskDisk.firstFileNode, 'read-only': true };
+      return [
+        '-blockdev', JSON.stringify(file),
+        '-blockdev', JSON.stringify(format),
+        '-device', `virtio-blk-device,drive=${taskDisk.formatNode},serial=${taskDisk.serial}`,
+      ];
+    }
     case 'channel':
       // QEMU connects to the host's listening socket: no waiting for a socket file to appear.
       return [

@@ -11,9 +11,10 @@ import { killTracked, setThreadsNiceness, spawnTracked } from './processes.js';
 import { diagnose } from './diagnose.js';
 import { bestSample, discipline, roundTrip, sampleWallClock, usableRoundTripMs } from './guest-clock.js';
 import { run } from '../exec.js';
-import { qemuArgs, type BootFiles, type GuestMemory, type RunFiles } from './qemu-args.js';
+import { qemuArgs, taskDisk, type BootFiles, type GuestMemory, type RunFiles } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
 import type { Accelerator, VmSpec } from './spec.js';
+import { checkTaskImage } from './task-image.js';
 import { UnixListener } from './unix-listener.js';
 
 export type VmState = 'starting' | 'running' | 'paused' | 'stopped' | 'failed';
@@ -45,7 +46,22 @@ export interface VmLaunch {
   netns?: string | null;
   /** A VM made ahead of need (the warm pool): it runs at a lower CPU priority until prioritise(). */
   background?: boolean;
+  /** The all-zero file a task disk holds until a package is attached (task-image.ts). */
+  taskPlaceholder: string;
 }
+
+/**
+ * What backs the VM's task disk. A VM takes at most one package in its life: placeholder -> attaching ->
+ * attached, or -> broken when QEMU refused a step midway (the disk is then in no state to trust).
+ */
+export type TaskDiskState =
+  | { kind: 'placeholder' }
+  | { kind: 'attaching'; image: string }
+  | { kind: 'attached'; image: string }
+  | { kind: 'broken'; reason: string };
+
+/** A launch as QEMU starts it: `taskImage` is the package already on the task disk (restores), or null. */
+type StartLaunch = VmLaunch & { taskImage: string | null };
 
 /** Niceness of background VMs: their restore and warm-up yield the cores to VMs serving invocations. */
 const backgroundNice = 10;
@@ -63,10 +79,17 @@ export interface Snapshot {
   bytes: number;
   /** How `path` is compressed (snapshots whose RAM is in the stream). */
   compression?: 'lz4';
+  /** The package image on the task disk (null: the placeholder); a restored VM starts with it attached. */
+  taskImage: string | null;
 }
 
 export class VmError extends Error {
   override name = 'VmError';
+}
+
+/** attachTask refused: the VM has (or had a failed try at) a package already, or the image cannot serve. */
+export class TaskDiskError extends VmError {
+  override name = 'TaskDiskError';
 }
 
 const qemuBinary = 'qemu-system-x86_64';
@@ -84,16 +107,18 @@ export class QemuVm {
   private checking = false;
   private clockQueue: Promise<unknown> = Promise.resolve();
   private exited: Promise<void>;
+  private task: TaskDiskState;
   channel!: GuestChannel;
   private qmp!: QmpClient;
   /** The serial console's last MiB, drained from its socket as QEMU writes it. */
   readonly console = new ConsoleRing();
 
   private constructor(
-    readonly launch: VmLaunch,
+    readonly launch: StartLaunch,
     private readonly process: ChildProcess,
     private readonly run: RunFiles & { dir: string },
   ) {
+    this.task = launch.taskImage === null ? { kind: 'placeholder' } : { kind: 'attached', image: launch.taskImage };
     this.exited = new Promise((resolve) => process.once('exit', () => resolve()));
     let stderr = '';
     process.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
@@ -120,17 +145,23 @@ export class QemuVm {
     return this.failureReason ?? this.rawFailure;
   }
 
+  /** What backs the task disk now. */
+  get taskDisk(): TaskDiskState {
+    return this.task;
+  }
+
   /** Cold boot: kernel, initramfs, agent; resolves once the agent answers a ping. */
   static async boot(launch: VmLaunch): Promise<QemuVm> {
-    const vm = await QemuVm.start(launch, [], (dir) => ({ kind: 'shared', path: join(dir, 'ram') }));
+    const vm = await QemuVm.start({ ...launch, taskImage: null }, [], (dir) => ({ kind: 'shared', path: join(dir, 'ram') }));
     await vm.becomeReady();
     return vm;
   }
 
   /** A new QEMU process resumed from a snapshot's memory and device state. */
   static async restore(snapshot: Snapshot, launch: Omit<VmLaunch, 'spec' | 'boot' | 'accel' | 'cmdline'>): Promise<QemuVm> {
-    const { spec, boot, accel, cmdline } = snapshot;
-    const full: VmLaunch = { ...launch, spec, boot, accel, cmdline };
+    const { spec, boot, accel, cmdline, taskImage } = snapshot;
+    if (taskImage !== null) await checkTaskImage(taskImage); // gone or changed: a clear error, before QEMU starts
+    const full: StartLaunch = { ...launch, spec, boot, accel, cmdline, taskImage };
     const { ramPath } = snapshot;
     const memory = (): GuestMemory => (ramPath ? { kind: 'private', path: ramPath } : { kind: 'anonymous' });
     const vm = await QemuVm.start(full, ['-incoming', 'defer'], memory);
@@ -149,7 +180,7 @@ export class QemuVm {
     }
   }
 
-  private static async start(launch: VmLaunch, extraArgs: string[], memory: (dir: string) => GuestMemory): Promise<QemuVm> {
+  private static async start(launch: StartLaunch, extraArgs: string[], memory: (dir: string) => GuestMemory): Promise<QemuVm> {
     const id = randomUUID().slice(0, 8);
     const dir = join(launch.runRoot, id);
     mkdirSync(dir, { recursive: true });
@@ -159,6 +190,7 @@ export class QemuVm {
       channelSocket: join(dir, 'chan.sock'),
       consoleSocket: join(dir, 'console.sock'),
       memory: memory(dir),
+      taskImage: launch.taskImage ?? launch.taskPlaceholder,
     };
     const qmpListener = await UnixListener.listen(run.qmpSocket);
     const channelListener = await UnixListener.listen(run.channelSocket);
@@ -208,6 +240,8 @@ export class QemuVm {
    */
   async snapshot(path: string): Promise<Snapshot> {
     this.expect('running', 'snapshot');
+    const task = this.task;
+    if (task.kind === 'attaching' || task.kind === 'broken') throw new TaskDiskError(`cannot snapshot a VM whose task disk is ${task.kind}`);
     // Freed pages are zeroed (init_on_free=1), and zero pages cost nothing in a snapshot or a restore.
     await this.channel.request('settle', {}, 10_000);
     const memory = this.run.memory;
@@ -226,7 +260,8 @@ export class QemuVm {
     if (ramFile && ramPath) await run('cp', ['--sparse=always', '--reflink=auto', ramFile, ramPath]);
     const bytes = statSync(path).size + (ramPath ? statSync(ramPath).blocks * 512 : 0);
     const { accel, boot, cmdline } = this.launch;
-    return { path, ramPath, spec: this.spec, accel, boot, cmdline, bytes, ...(compression && { compression }) };
+    const taskImage = task.kind === 'attached' ? task.image : null;
+    return { path, ramPath, spec: this.spec, accel, boot, cmdline, bytes, taskImage, ...(compression && { compression }) };
   }
 
   private async setMigrationCapabilities(ignoreSharedRam: boolean): Promise<void> {
@@ -317,8 +352,40 @@ export class QemuVm {
     if (this.launch.background && this.process.pid) setThreadsNiceness(this.process.pid, 0);
   }
 
-  attachTask(_image: string): Promise<void> {
-    return Promise.reject(new VmError('the task disk is not wired yet')); // being merged (branch task-device)
+  /**
+   * Puts `image` under the task disk's format node (a new `file` node, the format node reopened onto it, the
+   * placeholder's node deleted): a few ms, with the guest running. Only before the guest mounted the disk,
+   * which the agent does at the first `load` with `package` (and it drops the block device's cached pages
+   * first: the kernel read the placeholder's partition table at boot).
+   */
+  async attachTask(image: string): Promise<void> {
+    this.expect('running', 'attach a package to');
+    const task = this.task;
+    if (task.kind !== 'placeholder') {
+      const held = task.kind === 'broken' ? `a failed attach (${task.reason})` : `the package ${task.image}`;
+      throw new TaskDiskError(`this VM's task disk already holds ${held}: a VM takes one package in its life, use a new VM`);
+    }
+    this.task = { kind: 'attaching', image };
+    let path: string;
+    try {
+      path = await checkTaskImage(image);
+    } catch (error) {
+      this.task = { kind: 'placeholder' }; // nothing was changed: the VM can still take a package
+      throw new TaskDiskError((error as Error).message);
+    }
+    const fileNode = 'task-file-1';
+    try {
+      await this.qmp.execute('blockdev-add', { driver: 'file', 'node-name': fileNode, filename: path, 'read-only': true });
+      await this.qmp.execute('blockdev-reopen', {
+        options: [{ driver: 'raw', 'node-name': taskDisk.formatNode, file: fileNode, 'read-only': true }],
+      });
+      await this.qmp.execute('blockdev-del', { 'node-name': taskDisk.firstFileNode });
+    } catch (error) {
+      const reason = (error as Error).message;
+      this.task = { kind: 'broken', reason };
+      throw new TaskDiskError(`attaching ${path} to the task disk failed: ${reason}`);
+    }
+    this.task = { kind: 'attached', image: path };
   }
 
   /** Called once if QEMU exits or the guest channel breaks while the VM was not being stopped. */
