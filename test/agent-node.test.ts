@@ -129,6 +129,16 @@ describe('node agent: a fresh agent', () => {
 describe('node agent: loading', () => {
   const agent = sharedAgent();
 
+  test('a package load needs the VM (the task disk) and empty code; the code loaded before stays', async () => {
+    const { channel } = agent();
+    await load(channel, 'exports.handler = async () => "before";', { version: 1 });
+    const request = { code: '', handler: 'index.handler', env: {}, version: 2, package: true };
+    const error = await rejectsWith(channel.request('load', request, REQUEST_TIMEOUT_MS), 'PackageMountError');
+    assert.match(error.info.message, /packages need a VM/);
+    await rejectsWith(channel.request('load', { ...request, code: 'x' }, REQUEST_TIMEOUT_MS), 'ProtocolError');
+    assert.equal((await invoke(channel, {})).response, 'before');
+  });
+
   test('the functions-api.md example runs verbatim', async () => {
     const { channel } = agent();
     const code = "async function handler(event) { return { message: 'Hello!', input: event }; }";

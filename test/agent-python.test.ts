@@ -97,6 +97,18 @@ describe('python agent', { timeout: 30_000 }, () => {
       assert.ok(stats.memory_rss > 1_000_000);
     }));
 
+  test('a package load needs the VM (the task disk) and empty code; the code loaded before stays', () =>
+    withShared(async (agent) => {
+      await load(agent, 'def handler(event):\n    return "before"\n');
+      const request = { code: '', handler: 'lambda_function.lambda_handler', env: {}, version: nextVersion++, package: true };
+      const error = await requestError(agent.channel.request('load', request, REPLY_MS));
+      assert.equal(error.info.type, 'PackageMountError');
+      assert.match(error.info.message, /packages need a VM/);
+      const withCode = await requestError(agent.channel.request('load', { ...request, code: 'x = 1' }, REPLY_MS));
+      assert.equal(withCode.info.type, 'ProtocolError');
+      assert.equal((await invoke(agent, {})).response, 'before');
+    }));
+
   test('as a local process, renew and clock leave the host clock alone; bad arguments are a ProtocolError', () =>
     withShared(async (agent) => {
       const seed = randomBytes(32).toString('hex');

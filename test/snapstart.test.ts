@@ -204,7 +204,7 @@ describe('snapshot bookkeeping', () => {
       assert.equal(reopened.bytes('a'), 1000);
       assert.equal(reopened.bytes('c'), 1000);
       // A packaged function's snapshot lives as long as its package image does.
-      const image = join(dir, 'package.img');
+      const image = join(tmpdir(), `fnvm-snapbook-package-${process.pid}.img`); // the package store's, not in the snapshot dir
       writeFileSync(image, 'image');
       await snapshots.capture('p', 'v1', fakeVm(100, image), 500);
       assert.equal((await FunctionSnapshots.open(options)).find('p', 'v1')?.snapshot.taskImage, image, 'the image survives a reopen');
