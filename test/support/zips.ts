@@ -1,5 +1,5 @@
 // Zips for tests: built with yazl from a map of files, or from packages in this repository's node_modules.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import yazl from 'yazl';
 
@@ -29,6 +29,7 @@ export function nodeModulesTree(root: string, names: string[]): Files {
     if (seen.has(name)) return;
     seen.add(name);
     const dir = join(root, 'node_modules', name);
+    if (!existsSync(dir)) return; // installed nested, inside its dependent's own node_modules (copied with it)
     const manifest: unknown = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
     for (const file of walk(dir)) files[`node_modules/${name}/${relative(dir, file)}`] = readFileSync(file);
     const deps = typeof manifest === 'object' && manifest !== null && 'dependencies' in manifest ? manifest.dependencies : {};

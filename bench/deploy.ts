@@ -1,0 +1,106 @@
+// Deployment packages end to end: create -> ready of a single-file function (warm pool), of a 5 MB zip holding
+// a real npm dependency tree (fastify, kysely, react, react-dom from this repository's node_modules, required at
+// the top level) and of a 50 MB zip (the same tree plus incompressible data); then warm invoke latency of a
+// packaged function against a single-file one, measured in the same run (ratio). Every run's zip is new (a file
+// with the run's number), so no run reuses the image of another.
+// BENCH_RUNS (default 7) sets the runs per kind.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, type Server } from '../src/app.js';
+import { configFromEnv } from '../src/config.js';
+import { run } from '../src/exec.js';
+import { nodeModulesTree, zipOf, type Files } from '../test/support/zips.js';
+import { ms, percentile, row } from './stats.js';
+
+const runs = Number(process.env.BENCH_RUNS ?? 7);
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const handler = `const Fastify = require('fastify');
+const React = require('react');
+const { renderToString } = require('react-dom/server');
+const { Kysely } = require('kysely');
+const app = Fastify();
+app.get('/', async () => renderToString(React.createElement('p', null, 'hello')));
+exports.handler = async (event) => (event.page ? (await app.inject({ url: '/' })).body : { kysely: typeof Kysely });
+`;
+const single = `exports.handler = async (event) => event;`;
+
+async function api(base: string, method: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(base + path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return response.json();
+}
+
+/** POST, then GET every 2 ms until ready: the figure includes the upload, validation, image build and load. */
+async function createToReady(base: string, name: string, body: Record<string, unknown>): Promise<number> {
+  const started = performance.now();
+  const created = await api(base, 'POST', '/v1/functions', { name, runtime: 'node', ...body });
+  if (!created.id) throw new Error(`create failed: ${JSON.stringify(created)}`);
+  for (;;) {
+    const { item } = await api(base, 'GET', `/v1/functions/${created.id}`);
+    if (item.state === 'ready') return performance.now() - started;
+    if (item.state === 'error') throw new Error(`${name}: ${item.error}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+async function series(s: Server, kind: string, body: (i: number) => Promise<Record<string, unknown>>): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const payload = await body(i);
+    await s.pool.settled(); // each run starts with a warm VM waiting, as a deploy on a quiet host does
+    const name = `${kind}-${i}`;
+    samples.push(await createToReady(s.url, name, payload));
+    await api(s.url, 'DELETE', `/v1/functions/${name}`);
+  }
+  return samples;
+}
+
+async function invokeLatency(base: string, name: string): Promise<number[]> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'http-client.js');
+  const stdout = await run(process.execPath, [script, `${base}/v1/functions/${name}/invoke`, JSON.stringify({ event: { n: 1 } }), 'latency', '1500']);
+  const { samples }: { samples: number[] } = JSON.parse(stdout.toString());
+  return samples;
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fnvm-bench-deploy-'));
+  const config = { ...configFromEnv(), host: '127.0.0.1', port: 0, dataDir, logLevel: 'warn' };
+  const s = await startServer(config, (m) => process.stderr.write(`[fnvm] ${m}\n`));
+  try {
+    const tree: Files = { 'index.js': handler, ...nodeModulesTree(root, ['fastify', 'kysely', 'react', 'react-dom']) };
+    const packageOf = async (i: number, padding: Buffer | null) =>
+      ({ handler: 'index.handler', package: (await zipOf({ ...tree, 'run.txt': `${i}`, ...(padding && { 'data.bin': padding }) })).toString('base64') });
+    const fiveMb = await zipOf(tree);
+    const files = Object.keys(tree).length;
+    process.stdout.write(`packages: ${files} files; ${(fiveMb.length / 1e6).toFixed(1)} MB zipped; ${runs} runs each\n`);
+
+    const singleFile = await series(s, 'single', async () => ({ code: single }));
+    row('create -> ready, single file p50 / p95', `${ms(percentile(singleFile, 50))} / ${ms(percentile(singleFile, 95))}`);
+    const small = await series(s, 'tree5', (i) => packageOf(i, null));
+    row(`create -> ready, ${(fiveMb.length / 1e6).toFixed(1)} MB npm tree p50 / p95`, `${ms(percentile(small, 50))} / ${ms(percentile(small, 95))}`);
+    const padding = randomBytes(Math.max(0, 50 * 2 ** 20 - fiveMb.length - 64 * 1024));
+    const large = await series(s, 'tree50', (i) => packageOf(i, padding));
+    row('create -> ready, 50 MiB zip p50 / p95', `${ms(percentile(large, 50))} / ${ms(percentile(large, 95))}`);
+
+    await createToReady(s.url, 'invoke-single', { code: single });
+    await createToReady(s.url, 'invoke-packaged', await packageOf(-1, null));
+    await s.pool.settled();
+    const plain = await invokeLatency(s.url, 'invoke-single');
+    const packaged = await invokeLatency(s.url, 'invoke-packaged');
+    row('warm invoke, single file p50 / p99', `${ms(percentile(plain, 50))} / ${ms(percentile(plain, 99))}`);
+    row('warm invoke, packaged p50 / p99', `${ms(percentile(packaged, 50))} / ${ms(percentile(packaged, 99))}`);
+    row('packaged / single file (p50)', (percentile(packaged, 50) / percentile(plain, 50)).toFixed(2));
+  } finally {
+    await s.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
