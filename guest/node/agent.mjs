@@ -659,6 +659,8 @@ const TASK_URL = `${pathToFileURL(TASK_ROOT).href}/`;
 const TASK_SERIAL = 'fnvm-task'; // src/vm/qemu-args.ts
 const PACKAGE_EXTENSIONS = ['.js', '.mjs', '.cjs'];
 let taskMounted = false;
+/** Looked up when the agent starts, so a base snapshot already knows it (sysfs reads are slow under TCG). */
+let taskDevicePath = null;
 /** Counts package loads: each imports its ES modules under new URLs, so none comes from an older load. */
 let packageLoads = 0;
 let packageHooks = false;
@@ -678,7 +680,8 @@ function mountTask() {
   if (taskMounted) return;
   if (!system) throw agentError('PackageMountError', 'packages need a VM: this agent runs as a plain process');
   try {
-    system.mountTask(taskDevice(), TASK_ROOT);
+    taskDevicePath ??= taskDevice();
+    system.mountTask(taskDevicePath, TASK_ROOT);
   } catch (error) {
     throw agentError('PackageMountError', `cannot mount the package at ${TASK_ROOT}: ${error.message}`);
   }
@@ -997,6 +1000,13 @@ function parseArgs(args) {
 async function main() {
   const portName = parseArgs(process.argv.slice(2));
   if (portName !== null) system = loadSystemHelper();
+  if (system) {
+    try {
+      taskDevicePath = taskDevice();
+    } catch {
+      // reported by the first package load, if one comes
+    }
+  }
   patchOutput();
   installRandomWrappers();
   silenceLoaderWarning();

@@ -403,12 +403,16 @@ def task_device():
     raise OSError(f'no block device with serial {TASK_SERIAL}')
 
 
+# Found when the agent starts, so a base snapshot already knows it (sysfs reads are slow under TCG).
+task_device_path = None
+
+
 def mount_task():
     """Drops the device's cached blocks (the kernel read the placeholder behind it at boot), then mounts it."""
     import ctypes
     import fcntl
 
-    device = task_device()
+    device = task_device_path or task_device()
     fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.ioctl(fd, BLKFLSBUF, 0)
@@ -971,7 +975,13 @@ def parse_port(argv):
 
 def main(argv):
     port = parse_port(argv)
-    import fcntl, random  # noqa: F401,E401 - for apply_seed: imported before the snapshot, not at a first load
+    import ctypes, fcntl, random  # noqa: F401,E401 - for apply_seed and mount_task: imported before the snapshot, not at a first load
+    global task_device_path
+    if port:
+        try:
+            task_device_path = task_device()
+        except OSError:
+            pass  # reported by the first package load, if one comes
     transport = Transport.virtio_port(port) if port else Transport.stdio()
     real_stderr = sys.stderr
     sys.stdout = RoutedStream('<stdout>', real_stderr)
