@@ -1,7 +1,9 @@
 // The data of an inspected zip entry, inflated and held to what the central directory declared: a stream that
 // inflates past the declared size stops there (a zip bomb fills neither memory nor disk), one that ends short
-// or with another CRC-32 is refused. Small entries inflate in one call on libuv's pool; large ones stream to disk.
-import { createWriteStream } from 'node:fs';
+// or with another CRC-32 is refused. Small entries are inflated and written whole, synchronously (the caller
+// slices the work so that the event loop still turns): that is 2-3 times faster than a pool round trip per
+// system call for a tree of thousands of small files. Large ones stream to disk on libuv's pool.
+import { createWriteStream, utimesSync, writeFileSync, chmodSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,48 +12,48 @@ import { createInflateRaw, crc32, inflateRaw, inflateRawSync } from 'node:zlib';
 import { PackageError } from './types.js';
 import type { ZipEntry } from './zip.js';
 
-/** Entries up to this size are inflated whole into memory; larger ones stream through a fixed-size buffer. */
-const wholeEntryBytes = 1 << 20;
-/** Entries up to this size inflate on the event loop: microseconds, less than a trip to the pool costs. */
-const syncEntryBytes = 64 << 10;
+/** Entries up to this size are inflated whole into memory (a few milliseconds at most); larger ones stream. */
+export const wholeEntryBytes = 1 << 20;
 const inflateRawAsync = promisify(inflateRaw);
 
-/** The entry's bytes (for a small entry, or one file read back for the console). */
+/** The entry's bytes, inflated on libuv's pool (reading one file back for the console). */
 export async function entryBytes(zip: Buffer, entry: ZipEntry): Promise<Buffer> {
   const raw = rawData(zip, entry);
-  let data: Buffer;
-  if (entry.method === 0) data = raw;
-  else {
+  let data = raw;
+  if (entry.method === 8) {
     try {
-      // One byte more than declared is allowed through, so that "more than declared" is seen as such.
-      const options = { maxOutputLength: entry.size + 1 };
-      data = entry.size <= syncEntryBytes ? inflateRawSync(raw, options) : await inflateRawAsync(raw, options);
+      // One byte more than declared is let through, so that "more than declared" is seen as such.
+      data = await inflateRawAsync(raw, { maxOutputLength: entry.size + 1 });
     } catch (error) {
       throw inflateError(entry, error);
     }
   }
-  if (data.length > entry.size) throw tooLong(entry);
-  if (data.length < entry.size) throw tooShort(entry, data.length);
-  if (crc32(data) !== entry.crc32) throw badCrc(entry);
-  return data;
+  return checked(entry, data);
 }
 
-/** Writes the entry's bytes to a new file at `path` with `mode` and the entry's mtime. */
-export async function writeEntry(zip: Buffer, entry: ZipEntry, path: string, mode: number): Promise<void> {
-  // The mode is exact: set again (one more system call) only if the umask took bits from it.
-  const masked = (mode & process.umask()) !== 0;
-  if (entry.size <= wholeEntryBytes) {
-    const data = await entryBytes(zip, entry);
-    const file = await open(path, 'wx', mode);
+/** The bytes of a small entry (up to `wholeEntryBytes`), inflated on the calling thread. */
+export function entryBytesSync(zip: Buffer, entry: ZipEntry): Buffer {
+  const raw = rawData(zip, entry);
+  let data = raw;
+  if (entry.method === 8) {
     try {
-      await file.writeFile(data);
-      if (masked) await file.chmod(mode);
-      await file.utimes(entry.mtime, entry.mtime);
-    } finally {
-      await file.close();
+      data = inflateRawSync(raw, { maxOutputLength: entry.size + 1 });
+    } catch (error) {
+      throw inflateError(entry, error);
     }
-    return;
   }
+  return checked(entry, data);
+}
+
+/** Writes a small entry to a new file at `path` with `mode` (exactly, whatever the umask) and the entry's mtime. */
+export function writeEntrySync(zip: Buffer, entry: ZipEntry, path: string, mode: number): void {
+  writeFileSync(path, entryBytesSync(zip, entry), { flag: 'wx', mode });
+  if ((mode & process.umask()) !== 0) chmodSync(path, mode);
+  utimesSync(path, entry.mtime, entry.mtime);
+}
+
+/** Streams a large entry to a new file at `path`, checked as it goes, with `mode` and the entry's mtime. */
+export async function streamEntry(zip: Buffer, entry: ZipEntry, path: string, mode: number): Promise<void> {
   const check = new CheckedBytes(entry);
   const out = createWriteStream(path, { flags: 'wx', mode });
   const raw = rawData(zip, entry);
@@ -69,11 +71,18 @@ export async function writeEntry(zip: Buffer, entry: ZipEntry, path: string, mod
   }
   const file = await open(path, 'r');
   try {
-    if (masked) await file.chmod(mode);
+    if ((mode & process.umask()) !== 0) await file.chmod(mode);
     await file.utimes(entry.mtime, entry.mtime);
   } finally {
     await file.close();
   }
+}
+
+function checked(entry: ZipEntry, data: Buffer): Buffer {
+  if (data.length > entry.size) throw tooLong(entry);
+  if (data.length < entry.size) throw tooShort(entry, data.length);
+  if (crc32(data) !== entry.crc32) throw badCrc(entry);
+  return data;
 }
 
 function rawData(zip: Buffer, entry: ZipEntry): Buffer {

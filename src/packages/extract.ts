@@ -1,15 +1,17 @@
 // Unpacks an inspected zip into an empty directory, as the read-only image will hold it: directories 0755, files
-// 0644 (0755 if the zip marks them executable), mtimes from the zip. Entries stream in parallel on libuv's pool;
-// the first refusal stops the rest, and every write has ended by the time this settles (so the caller can remove
-// the directory at once).
+// 0644 (0755 if the zip marks them executable), mtimes from the zip. Large entries stream on libuv's pool while
+// the small ones are written on the event loop in slices of a few milliseconds. The first refusal stops the rest,
+// and every write has ended by the time this settles (so the caller can remove the directory at once).
 import { chmod, mkdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeEntry } from './entry-data.js';
-import { PackageError, packageLimits } from './types.js';
-import type { ZipInspection } from './zip.js';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { streamEntry, wholeEntryBytes, writeEntrySync } from './entry-data.js';
+import type { ZipEntry, ZipInspection } from './zip.js';
 
-/** Entries being written at once: enough to keep libuv's 4 threads (inflate, write) busy on a 2-core host. */
-const parallelEntries = 8;
+/** Large entries streaming at once: each keeps a pool thread inflating and one writing. */
+const parallelStreams = 2;
+/** Longest the event loop is held by small entries' writes before other work gets a turn. */
+const sliceMs = 5;
 
 export async function extractZip(zip: Buffer, inspection: ZipInspection, root: string): Promise<void> {
   const masked = (0o755 & process.umask()) !== 0;
@@ -19,24 +21,34 @@ export async function extractZip(zip: Buffer, inspection: ZipInspection, root: s
     if (masked) await chmod(path, 0o755);
   }
   const files = inspection.entries.filter((e) => e.kind === 'file');
-  let next = 0;
-  let written = 0;
+  const modeOf = (entry: ZipEntry) => (entry.executable ? 0o755 : 0o644);
   const errors: unknown[] = [];
-  const worker = async () => {
-    while (errors.length === 0 && next < files.length) {
-      const entry = files[next++];
-      if (!entry) break;
+  const large = files.filter((e) => e.size > wholeEntryBytes);
+  const streamer = async () => {
+    for (let entry = large.shift(); entry && errors.length === 0; entry = large.shift()) {
       try {
-        await writeEntry(zip, entry, join(root, entry.path), entry.executable ? 0o755 : 0o644);
-        // Each entry is held to its declared size, and the declared sizes to the limit; this holds the total too.
-        written += entry.size;
-        if (written > packageLimits.unpackedBytes) throw new PackageError(`unzipped, the package is over ${packageLimits.unpackedBytes} bytes`);
+        await streamEntry(zip, entry, join(root, entry.path), modeOf(entry));
       } catch (error) {
         errors.push(error);
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(parallelEntries, files.length) }, worker));
+  const streaming = Promise.all(Array.from({ length: parallelStreams }, streamer));
+  try {
+    let sliceStart = performance.now();
+    for (const entry of files) {
+      if (errors.length > 0) break;
+      if (entry.size > wholeEntryBytes) continue;
+      writeEntrySync(zip, entry, join(root, entry.path), modeOf(entry));
+      if (performance.now() - sliceStart > sliceMs) {
+        await yieldToEventLoop();
+        sliceStart = performance.now();
+      }
+    }
+  } catch (error) {
+    errors.push(error);
+  }
+  await streaming;
   if (errors.length > 0) throw errors[0];
   // Written last: adding files above changed the directories' mtimes.
   for (const entry of inspection.entries) {
