@@ -281,13 +281,20 @@ describe('sharing, removal and sweeping', () => {
     // A put and a remove issued together: the remove waits for the put, and the package is gone after both.
     await Promise.all([store.put(zip), store.remove(sha)]);
     assert.deepEqual(await readdir(dir), []);
-    await store.put(zip);
+    // A put issued after a remove is not answered by the put before it: the package is there after all three.
+    await Promise.all([store.put(zip), store.remove(sha), store.put(zip)]);
     assert.ok(store.has(sha));
+    assert.deepEqual(await readdir(dir), [sha]);
     await assert.rejects(store.remove('../../etc'), /not a package's SHA-256/);
   });
 
   test('sweep keeps the packages in use and removes the rest, and what a crash left behind', async () => {
-    const { store, dir } = await freshStore();
+    const { store, dir, scratch } = await freshStore();
+    // Scratch space of a process that is gone is swept; this process's and a live one's (pid 1) are left alone.
+    const exited = execFile(process.execPath, ['-e', '']);
+    await new Promise((resolve) => exited.on('exit', resolve));
+    const dead = `fnvm-package-${exited.pid}-abc`;
+    for (const name of [dead, `fnvm-package-${process.pid}-def`, 'fnvm-package-1-ghi', 'unrelated']) await mkdir(join(scratch, name));
     const shas: string[] = [];
     for (const n of [1, 2, 3]) shas.push((await store.put(await zipOf({ 'index.js': `exports.handler = () => ${n};` }))).sha256);
     await mkdir(join(dir, `.staging-${shas[0]}-0000`));
@@ -296,6 +303,7 @@ describe('sharing, removal and sweeping', () => {
     await store.sweep(new Set([shas[1] ?? '']));
     assert.deepEqual(await readdir(dir), [shas[1]]);
     assert.deepEqual([store.has(shas[0] ?? ''), store.has(shas[1] ?? ''), store.has(shas[2] ?? '')], [false, true, false]);
+    assert.deepEqual((await readdir(scratch)).sort(), [`fnvm-package-${process.pid}-def`, 'fnvm-package-1-ghi', 'unrelated'].sort());
     const missing = new PackageStore(join(root, 'never-created'));
     await missing.sweep(new Set()); // no directory yet: nothing to do
   });
@@ -318,6 +326,33 @@ describe('building the image', () => {
     assert.deepEqual(await listing(dir), []);
     assert.deepEqual(await listing(scratch), []);
     assert.equal(store.has(sha256(zip)), false);
+  });
+
+  test('a store run by another user than root still builds an image owned by root (mkfs in a user namespace)', async () => {
+    // As root here, the store runs in a child process as nobody (65534); run as another user, it is that user.
+    const dir = await mkdtemp(join(tmpdir(), 'fnvm-packages-user-'));
+    try {
+      await chmod(dir, 0o777);
+      const zip = await zipOf({ 'index.js': 'exports.handler = () => 1;', 'lib/a.js': 'a' });
+      await writeFile(join(dir, 'package.zip'), zip);
+      await chmod(join(dir, 'package.zip'), 0o644);
+      const store = new URL('../src/packages/store.js', import.meta.url).pathname;
+      const script = `import { PackageStore } from ${JSON.stringify(store)}; import { readFileSync } from 'node:fs';
+const info = await new PackageStore(${JSON.stringify(join(dir, 'store'))}, { scratchDir: ${JSON.stringify(dir)} }).put(readFileSync(${JSON.stringify(join(dir, 'package.zip'))}));
+console.log(JSON.stringify({ uid: process.getuid(), sha256: info.sha256 }));`;
+      const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+      const [command = '', ...args] = asUser;
+      const { stdout } = await execFileAsync(command, [...args, '--input-type=module', '-e', script], { cwd: dir });
+      const result = JSON.parse(stdout);
+      assert.notEqual(result.uid, 0, 'the store ran as another user than root');
+      assert.equal(result.sha256, sha256(zip));
+      const image = join(dir, 'store', sha256(zip), 'image.ext4');
+      assert.equal((await stat(image)).uid, result.uid, 'the image file is that user\'s');
+      for (const path of ['/', '/index.js', '/lib', '/lib/a.js']) assert.match(await debugfs(image, `stat ${path}`), /User:\s+0\s+Group:\s+0/, `${path} is root's in the image`);
+      assert.equal(await debugfs(image, 'cat /lib/a.js'), 'a');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('a package at both limits (10,000 files, 234 MiB) fits its image', async () => {

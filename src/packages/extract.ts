@@ -49,6 +49,8 @@ export async function extractZip(zip: Buffer, inspection: ZipInspection, root: s
     errors.push(error);
   }
   await streaming;
+  // Each entry stopped at the size it declares, and the declared sizes add up to at most the limit (inspectZip):
+  // so the bytes written in all are within the limit too.
   if (errors.length > 0) throw errors[0];
   // Written last: adding files above changed the directories' mtimes.
   for (const entry of inspection.entries) {

@@ -17,6 +17,8 @@ import { PackageError, type PackageFile, type PackageInfo, type PackageRepositor
 import { inspectZip, normalisePath, type ZipEntry } from './zip.js';
 
 const shaPattern = /^[0-9a-f]{64}$/;
+/** Scratch directories are named by the process that made them, so that a sweep knows the dead ones. */
+const scratchPrefix = 'fnvm-package-';
 /** Builds at once: each holds an unpacked package (up to 250 MiB) in scratch space and keeps a core busy. */
 const parallelBuilds = 2;
 
@@ -47,7 +49,9 @@ export class PackageStore implements PackageRepository {
     const sha256 = createHash('sha256').update(zip).digest('hex');
     const running = this.puts.get(sha256);
     if (running) return running;
-    const put = this.serially(sha256, () => this.store(zip, sha256)).finally(() => this.puts.delete(sha256));
+    const put: Promise<PackageInfo> = this.serially(sha256, () => this.store(zip, sha256)).finally(() => {
+      if (this.puts.get(sha256) === put) this.puts.delete(sha256);
+    });
     this.puts.set(sha256, put);
     return put;
   }
@@ -92,6 +96,8 @@ export class PackageStore implements PackageRepository {
   /** Removes the package (the caller knows no function uses it); waits for a put of it that is under way. */
   async remove(sha256: string): Promise<void> {
     const dir = this.packageDir(sha256);
+    // A put from now on stores the package again, after this remove, rather than joining one under way before it.
+    this.puts.delete(sha256);
     return this.serially(sha256, async () => {
       const trash = join(this.dir, `.trash-${sha256}-${randomBytes(4).toString('hex')}`);
       try {
@@ -104,8 +110,9 @@ export class PackageStore implements PackageRepository {
     });
   }
 
-  /** Removes every package not in `inUse`, and what a crash left half-built or half-removed. */
+  /** Removes every package not in `inUse`, and what a crash left half-built or half-removed (also in scratch space). */
   async sweep(inUse: Set<string>): Promise<void> {
+    await this.sweepScratch();
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -119,12 +126,21 @@ export class PackageStore implements PackageRepository {
     }
   }
 
+  /** Scratch directories of processes that are gone (the scratch space is shared: others' may be in use). */
+  private async sweepScratch(): Promise<void> {
+    const names = await readdir(this.scratchDir).catch(() => []);
+    for (const name of names) {
+      const pid = name.startsWith(scratchPrefix) ? Number(/^(\d+)-/.exec(name.slice(scratchPrefix.length))?.[1]) : NaN;
+      if (Number.isSafeInteger(pid) && pid !== process.pid && !isAlive(pid)) await rm(join(this.scratchDir, name), { recursive: true, force: true });
+    }
+  }
+
   private async store(zip: Buffer, sha256: string): Promise<PackageInfo> {
     const stored = await this.info(sha256);
     if (stored) return stored;
     const inspection = await inspectZip(zip, sha256);
     return this.builds.run(async () => {
-      const scratch = await mkdtemp(join(this.scratchDir, 'fnvm-package-'));
+      const scratch = await mkdtemp(join(this.scratchDir, `${scratchPrefix}${process.pid}-`));
       let staging: string | null = null;
       try {
         // Unpacked (and its data checked) before anything is written to the store: a refusal leaves it as it was.
@@ -193,6 +209,16 @@ export class PackageStore implements PackageRepository {
       if (this.queues.get(sha256) === settled) this.queues.delete(sha256);
     });
     return result;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    // Signal 0 sends nothing: it only asks whether the process exists.
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errorCode(error) === 'EPERM';
   }
 }
 
