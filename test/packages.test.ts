@@ -106,6 +106,7 @@ describe('refused packages: a clear message, and nothing written', () => {
     ['a streamed bomb: 300 MiB declared as 2 MiB', () => rawZip([ok, { name: 'bomb.bin', rawData: deflateRawSync(Buffer.alloc(300 * MiB)), size: 2 * MiB }]),
       /entry "bomb\.bin": inflates to more than the 2097152 bytes it declares/],
     ['data that inflates short of its size', () => rawZip([ok, { name: 'short.txt', data: Buffer.from('abc'), size: 10 }]), /entry "short\.txt": inflates to 3 bytes, not the 10 it declares/],
+    ['a stored entry whose sizes differ', () => rawZip([ok, { name: 'a.txt', method: 0, data: Buffer.from('abc'), size: 5 }]), /entry "a\.txt": stored uncompressed, yet 3 bytes in the zip declare 5 unzipped/],
     ['a wrong CRC-32', () => rawZip([ok, { name: 'a.txt', data: Buffer.from('abc'), crc: 1234 }]), /entry "a\.txt": CRC-32 mismatch/],
     ['corrupt deflate data', () => rawZip([ok, { name: 'a.txt', method: 8, rawData: Buffer.from([0xff, 0xff, 0xff, 0xff]), size: 10 }]), /entry "a\.txt": its deflate data is corrupt/],
     ['a zip over 50 MiB', () => yazlStored(51 * MiB), /the zip is 534\d{5} bytes: at most 52428800 \(50 MiB\)/],

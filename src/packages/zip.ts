@@ -88,8 +88,8 @@ export function normalisePath(name: string): string | null {
 
 async function open(zip: Buffer): Promise<yauzl.ZipFile> {
   try {
-    // Names are decoded and checked here (with messages of our own); sizes of stored entries are checked by yauzl.
-    return await yauzl.fromBufferPromise(zip, { lazyEntries: true, decodeStrings: false, validateEntrySizes: true, strictFileNames: true });
+    // Names and sizes are checked here, with messages that name the entry (and the data is read by entry-data.ts).
+    return await yauzl.fromBufferPromise(zip, { lazyEntries: true, decodeStrings: false, validateEntrySizes: false, strictFileNames: true });
   } catch (error) {
     if (zip.length === 0) throw new PackageError('the package is empty: not a zip file');
     throw new PackageError(`not a zip file: ${(error as Error).message}`);
@@ -132,6 +132,9 @@ function checkEntry(zip: Buffer, raw: yauzl.Entry): ZipEntry | null {
     throw refuse(`compression method ${raw.compressionMethod} (${label}) is not supported: only stored and deflate`);
   }
   if (kind === 'directory' && raw.uncompressedSize !== 0) throw refuse('a directory with content');
+  if (raw.compressionMethod === 0 && raw.compressedSize !== raw.uncompressedSize) {
+    throw refuse(`stored uncompressed, yet ${raw.compressedSize} bytes in the zip declare ${raw.uncompressedSize} unzipped`);
+  }
   if (raw.uncompressedSize > packageLimits.unpackedBytes) {
     throw refuse(`unzips to ${raw.uncompressedSize} bytes: a package unzips to at most ${packageLimits.unpackedBytes} (${packageLimits.unpackedBytes / 2 ** 20} MiB)`);
   }
