@@ -8,6 +8,7 @@ import { buildApi } from './api/server.js';
 import { databasePath, type Config } from './config.js';
 import { FunctionService } from './functions/service.js';
 import { ensureImages } from './images/build.js';
+import { PackageStore } from './packages/store.js';
 import { openSqliteStore } from './store/sqlite.js';
 import { createQemuDriver } from './vm/driver.js';
 import { FunctionSnapshots } from './vm/function-snapshots.js';
@@ -54,9 +55,11 @@ export async function startServer(config: Config, startupLog: (message: string) 
     baseRestoreMs: () => pool.restoreMs(),
     log,
   });
+  const packages = new PackageStore(join(config.dataDir, 'packages'));
   const service = await FunctionService.open({
     store,
     pool,
+    packages,
     network: config.network,
     deployWaitMs: config.deployWaitMs,
     retention: config.retention,

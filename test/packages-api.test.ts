@@ -173,10 +173,10 @@ describe('deployment packages', () => {
   });
 
   test('a package is stored once for all functions that use it and removed with the last one', async () => {
-    const zip = await zipOf({ 'index.js': `exports.handler = () => 'shared';` });
+    const zip = await zipOf({ 'src/app.js': `exports.handler = () => 'shared';` });
     const before = storedPackages(fnvm);
-    const a = await deployReady(fnvm, { name: 'shared-a', runtime: 'node', package: b64(zip) });
-    await deployReady(fnvm, { name: 'shared-b', runtime: 'node', package: b64(zip) });
+    const a = await deployReady(fnvm, { name: 'shared-a', runtime: 'node', handler: 'src/app.handler', package: b64(zip) });
+    await deployReady(fnvm, { name: 'shared-b', runtime: 'node', handler: 'src/app.handler', package: b64(zip) });
     const sha = a.package.sha256;
     assert.deepEqual(storedPackages(fnvm), [...before, sha].sort());
     assert.equal((await fnvm.api('/v1/functions/shared-a', { method: 'DELETE' })).status, 200);
@@ -186,7 +186,7 @@ describe('deployment packages', () => {
     const moved = await fnvm.api('/v1/functions/shared-b', { method: 'PUT', body: { code: `exports.handler = () => 'code';` } });
     assert.equal(moved.status, 200, JSON.stringify(moved.body));
     assert.equal(moved.body.item.package, undefined);
-    assert.equal(moved.body.item.handler, 'handler', 'back to the single-file default handler');
+    assert.equal(moved.body.item.handler, 'handler', 'src/app.handler means nothing to single-file code: the default');
     assert.equal(await invoke(fnvm, 'shared-b'), 'code');
     assert.deepEqual(storedPackages(fnvm), before);
     assert.equal((await fnvm.api('/v1/functions/shared-b/package')).status, 404);

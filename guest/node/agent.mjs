@@ -702,8 +702,8 @@ function packageHandler(spec) {
   return { file, name };
 }
 
-// ES modules are cached by URL: every module of the package gets the load's number as a query, so a new load
-// (new env, new handler) evaluates them afresh. `require` has its own cache, cleared of the package instead.
+// ES modules are cached by URL: from the second load on, every module of the package gets the load's number as
+// a query, so a new load (new env, new handler) evaluates them afresh. `require` has its own cache, cleared of the package instead.
 function versionPackageModules() {
   if (packageHooks || typeof nodeModule.registerHooks !== 'function') return;
   packageHooks = true;
@@ -731,12 +731,14 @@ async function findPackageHandler({ file, name }) {
   if (!found) {
     throw agentError('ImportModuleError', `Cannot find module '${file}' in ${TASK_ROOT} (tried ${PACKAGE_EXTENSIONS.join(', ')})`);
   }
-  versionPackageModules();
   forgetPackageRequires();
   packageLoads += 1;
+  // The first load imports the package's modules under their own URLs (import.meta.url as on Lambda); a VM
+  // loads its package again only for a new env or handler, and those loads number them.
+  if (packageLoads > 1) versionPackageModules();
   let namespace;
   try {
-    namespace = await import(`${pathToFileURL(found).href}?v=${packageLoads}`);
+    namespace = await import(`${pathToFileURL(found).href}${packageLoads > 1 ? `?v=${packageLoads}` : ''}`);
   } catch (error) {
     if (error?.code === 'ERR_MODULE_NOT_FOUND' || error?.code === 'MODULE_NOT_FOUND') {
       throw agentError('ImportModuleError', `${path.relative(TASK_ROOT, found)}: ${error.message}`);

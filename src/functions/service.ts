@@ -24,7 +24,8 @@ import { Limiter } from '../limiter.js';
 import { Signal } from '../signal.js';
 import { LiveVmCap } from './live-vms.js';
 import {
-  checkEnvVars, checkHandler, checkName, checkRange, decodePackage, defaultPackageHandler, defaults, isUuid, limits, normaliseRuntime,
+  checkEnvVars, checkHandler, checkName, checkRange, decodePackage, defaultPackageHandler, defaults, handlerPattern, isUuid, limits,
+  normaliseRuntime,
 } from './validation.js';
 
 export interface FunctionInput {
@@ -168,11 +169,11 @@ export class FunctionService {
         version: 1,
       });
     } catch (error) {
-      throw error instanceof NameTakenError ? conflict(error.message) : error;
-    } finally {
       await source.settle();
+      throw error instanceof NameTakenError ? conflict(error.message) : error;
     }
     this.records.set(record.id, record);
+    await source.settle(); // the record holds the package now
     this.instances.set(record.id, this.newInstance(record.id));
     this.changes.emit('change', { item: record } satisfies FunctionChange);
     this.scheduleDeploy(record.id);
@@ -193,7 +194,7 @@ export class FunctionService {
       if (input.handler !== undefined) fields.handler = checkHandler(input.handler, packaged);
       else if (packaged !== (current.package !== undefined)) {
         // code -> package or back: a handler such as "src/app.handler" means nothing to the other kind
-        fields.handler = packaged ? defaultPackageHandler(fields.runtime ?? current.runtime) : checkHandler(current.handler, false);
+        fields.handler = packaged ? defaultPackageHandler(fields.runtime ?? current.runtime) : singleFileHandler(current.handler);
       }
       const source = await this.sourceOf(input);
       try {
@@ -566,6 +567,11 @@ function checkFields(input: FunctionInput): CheckedFields {
     out.max_concurrency = checkRange('max_concurrency', input.max_concurrency, limits.maxConcurrency);
   }
   return out;
+}
+
+/** A packaged function's handler kept for its new single-file code if it fits one ("index.handler"), else the default. */
+function singleFileHandler(handler: string): string {
+  return handlerPattern.test(handler) ? handler : defaults.handler;
 }
 
 /** `record` patched: a new code drops its package and a new package its code (one or the other, never both). */
