@@ -703,7 +703,8 @@ function packageHandler(spec) {
 }
 
 // ES modules are cached by URL: from the second load on, every module of the package gets the load's number as
-// a query, so a new load (new env, new handler) evaluates them afresh. `require` has its own cache, cleared of the package instead.
+// a query, so a new load (new env, new handler) evaluates them afresh. `require` has its own cache, cleared of
+// the package instead.
 function versionPackageModules() {
   if (packageHooks || typeof nodeModule.registerHooks !== 'function') return;
   packageHooks = true;

@@ -206,35 +206,34 @@ export class FunctionService {
     });
   }
 
+  /** The update of `fields` on the function as it is now (inside the instance's exclusive turn). */
   private async applyUpdate(id: string, instance: FunctionInstance, current: FunctionRecord, fields: CheckedFields): Promise<FunctionRecord> {
-    {
-      const patch = changes(current, fields);
-      if (Object.keys(patch).length === 0) return current;
-      if (patch.name !== undefined) this.checkNameFree(patch.name, id);
-      const next = withSource({ ...current, ...patch, version: current.version + 1 }, patch);
-      const touchesVm = ['code', 'package', 'handler', 'env_vars', 'runtime', 'memory_mb', 'vcpu'].some((k) => k in patch);
-      if (touchesVm && current.snapshot_bytes !== null) {
-        // The snapshot holds the old version: dropped now, so its disk is free before a new one is taken.
-        await this.options.snapshots?.remove(id, false);
-        await this.save(id, { snapshot_bytes: null });
-      }
-      if (touchesVm && current.state === 'ready' && instance.canServe) {
-        try {
-          await instance.reload(this.deployment(next));
-        } catch (error) {
-          if (error instanceof LoadError) throw invalid(`the new code does not load: ${error.message}`);
-          // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
-          throw unavailable(`could not apply the update: ${(error as Error).message}`);
-        }
-        return this.save(id, { ...patch, version: next.version });
-      }
-      if (touchesVm && current.state === 'error') {
-        const saved = await this.save(id, { ...patch, version: next.version, state: 'creating', error: null });
-        this.scheduleDeploy(id);
-        return saved;
+    const patch = changes(current, fields);
+    if (Object.keys(patch).length === 0) return current;
+    if (patch.name !== undefined) this.checkNameFree(patch.name, id);
+    const next = withSource({ ...current, ...patch, version: current.version + 1 }, patch);
+    const touchesVm = ['code', 'package', 'handler', 'env_vars', 'runtime', 'memory_mb', 'vcpu'].some((k) => k in patch);
+    if (touchesVm && current.snapshot_bytes !== null) {
+      // The snapshot holds the old version: dropped now, so its disk is free before a new one is taken.
+      await this.options.snapshots?.remove(id, false);
+      await this.save(id, { snapshot_bytes: null });
+    }
+    if (touchesVm && current.state === 'ready' && instance.canServe) {
+      try {
+        await instance.reload(this.deployment(next));
+      } catch (error) {
+        if (error instanceof LoadError) throw invalid(`the new code does not load: ${error.message}`);
+        // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
+        throw unavailable(`could not apply the update: ${(error as Error).message}`);
       }
       return this.save(id, { ...patch, version: next.version });
     }
+    if (touchesVm && current.state === 'error') {
+      const saved = await this.save(id, { ...patch, version: next.version, state: 'creating', error: null });
+      this.scheduleDeploy(id);
+      return saved;
+    }
+    return this.save(id, { ...patch, version: next.version });
   }
 
   /**
@@ -569,7 +568,7 @@ function checkFields(input: FunctionInput): CheckedFields {
   return out;
 }
 
-/** A packaged function's handler kept for its new single-file code if it fits one ("index.handler"), else the default. */
+/** A packaged function's handler, kept for its new single-file code if it fits ("index.handler"), else the default. */
 function singleFileHandler(handler: string): string {
   return handlerPattern.test(handler) ? handler : defaults.handler;
 }
