@@ -1,4 +1,5 @@
-// CodeMirror 6 as a React component: JavaScript, Python or JSON highlighting, bundled (no CDN).
+// CodeMirror 6 as a React component: JavaScript, Python or JSON highlighting (or plain text), bundled (no CDN);
+// editable, or read-only to show a package's files.
 import { javascript } from '@codemirror/lang-javascript';
 import { json } from '@codemirror/lang-json';
 import { python } from '@codemirror/lang-python';
@@ -7,9 +8,9 @@ import { EditorView } from '@codemirror/view';
 import { basicSetup } from 'codemirror';
 import { useEffect, useRef } from 'react';
 
-export type Language = 'javascript' | 'python' | 'json';
+export type Language = 'javascript' | 'python' | 'json' | 'text';
 
-const languages = { javascript, python, json } as const;
+const languages = { javascript, python, json, text: () => [] } as const;
 
 const theme = EditorView.theme({
   '&': { fontSize: '13px', border: '1px solid var(--border)', borderRadius: '6px', background: 'var(--code-bg)' },
@@ -25,6 +26,8 @@ export function CodeEditor(props: {
   label: string;
   height: string;
   testId?: string;
+  /** Fixed when the editor is created. */
+  readOnly?: boolean;
 }) {
   const host = useRef<HTMLDivElement>(null);
   const view = useRef<EditorView | null>(null);
@@ -42,6 +45,7 @@ export function CodeEditor(props: {
           theme,
           language.current.of(languages[props.language]()),
           EditorView.lineWrapping,
+          props.readOnly ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : [],
           EditorView.contentAttributes.of({ 'aria-label': props.label }),
           EditorView.theme({ '&': { height: props.height }, '.cm-scroller': { overflow: 'auto' } }),
           EditorView.updateListener.of((update) => {
@@ -71,5 +75,5 @@ export function CodeEditor(props: {
     view.current?.dispatch({ effects: language.current.reconfigure(languages[props.language]()) });
   }, [props.language]);
 
-  return <div ref={host} className="code-editor" data-testid={props.testId} data-language={props.language} />;
+  return <div ref={host} className="code-editor" data-testid={props.testId} data-language={props.language} data-readonly={props.readOnly ? 'true' : undefined} />;
 }

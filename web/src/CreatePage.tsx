@@ -1,16 +1,28 @@
 // New function: the form, then straight to the function's page, which follows the deployment live.
 import { useEffect } from 'react';
-import { api, type FunctionInput } from './api';
+import { packageLimits } from '../../src/packages/types.js';
+import { api, type PackageInput } from './api';
 import { markCreated } from './FunctionDetail';
-import { FunctionForm, newFunction } from './FunctionForm';
+import { FunctionForm, newFunction, type Submission } from './FunctionForm';
 import { linkTo, navigate } from './router';
+import { uploadZip, type Upload } from './upload';
+import { formatBytes } from './zip-file';
 
 export function CreatePage() {
   useEffect(() => {
     document.title = 'New function · fnvm';
   }, []);
-  const create = async (input: FunctionInput) => {
-    const { id } = await api.create(input);
+  const create = async (submission: Submission, report: (upload: Upload) => void) => {
+    let id: string;
+    if (submission.source === 'code') ({ id } = await api.create(submission.input));
+    else if (submission.source === 'zip') {
+      const { handler, ...settings } = submission.settings;
+      ({ id } = await uploadZip(submission.file, (base64, onProgress) => {
+        // No handler: the server's default for the runtime (the field shows it as its placeholder).
+        const body: PackageInput = handler === '' ? { ...settings, package: base64 } : { ...settings, handler, package: base64 };
+        return api.createPackaged(body, onProgress);
+      }, report));
+    } else throw new Error('a new function has no package yet');
     markCreated(id);
     navigate(`/functions/${id}`);
   };
@@ -34,6 +46,14 @@ export function CreatePage() {
           <p>
             A top-level <code>handler(event)</code>, async or not (in Node.js also <code>module.exports</code>,{' '}
             <code>exports.handler</code> or an ESM export). <code>event</code> is the JSON you invoke with; return any JSON value.
+          </p>
+          <h3>Zip packages</h3>
+          <p>
+            A zip of several files, with <code>node_modules</code> or vendored Python packages, as for AWS Lambda: the handler
+            is <code>file.function</code> (<code>index.handler</code>, <code>src/app.handler</code>,{' '}
+            <code>lambda_function.lambda_handler</code>) and the files are read-only at <code>/var/task</code>. At most{' '}
+            {formatBytes(packageLimits.zippedBytes)} zipped, {formatBytes(packageLimits.unpackedBytes)} unpacked,{' '}
+            {packageLimits.entries.toLocaleString('en')} files.
           </p>
           <h3>Logs</h3>
           <p><code>console.log</code> / <code>print</code> output is captured per invocation.</p>

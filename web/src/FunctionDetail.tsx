@@ -1,9 +1,10 @@
-// One function: live state (its own event stream), code and settings with hot reload, invoke, history.
+// One function: live state (its own event stream), code (or package) and settings with hot reload, invoke, history.
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
-import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type Health, type InvokeResult } from './api';
-import { FunctionForm } from './FunctionForm';
+import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health, type InvokeResult } from './api';
+import { FunctionForm, type Submission } from './FunctionForm';
 import { History } from './History';
 import { InvokePanel } from './InvokePanel';
+import { PackageView } from './PackageView';
 import { linkTo, navigate } from './router';
 import { ConfirmDialog, ErrorBox, formatTime, isNewer, StateBadge, timeAgo, useNow } from './ui';
 
@@ -19,7 +20,7 @@ function DeployStatus({ fn, since, onTestInvoke }: { fn: FunctionRecord; since: 
     return (
       <div className="deploy deploy-error">
         <ErrorBox title="Deployment failed" error={fn.error ?? 'unknown error'} testId="deploy-error" />
-        <p className="muted">Fix the code below and save to deploy again.</p>
+        <p className="muted">{fn.package ? 'Upload a fixed zip below to deploy again.' : 'Fix the code below and save to deploy again.'}</p>
       </div>
     );
   }
@@ -85,11 +86,11 @@ function Details({ fn, health, now }: { fn: FunctionRecord; health: Health | nul
   );
 }
 
-/** The PUT body: only the fields that differ from the stored function. */
-function patchOf(fn: FunctionRecord, input: FunctionInput): Partial<FunctionInput> {
+/** The PUT body: only the fields that differ from the stored function (a packaged one's package is not in it). */
+function patchOf(fn: FunctionRecord, input: FunctionSettings & { code?: string }): Partial<FunctionInput> {
   const patch: Partial<FunctionInput> = {};
   for (const key of ['name', 'code', 'handler', 'vcpu', 'memory_mb', 'timeout_seconds'] as const) {
-    if (input[key] !== fn[key]) (patch as Record<string, unknown>)[key] = input[key];
+    if (input[key] !== undefined && input[key] !== fn[key]) (patch as Record<string, unknown>)[key] = input[key];
   }
   if (JSON.stringify(input.env_vars) !== JSON.stringify(fn.env_vars)) patch.env_vars = input.env_vars;
   return patch;
@@ -156,7 +157,8 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   }, [fn]);
 
   const initial = useMemo<FunctionInput | null>(
-    () => fn && { name: fn.name, runtime: fn.runtime, code: fn.code, handler: fn.handler, vcpu: fn.vcpu,
+    // A packaged function has no code: the form shows its settings only.
+    () => fn && { name: fn.name, runtime: fn.runtime, code: fn.code ?? '', handler: fn.handler, vcpu: fn.vcpu,
       memory_mb: fn.memory_mb, timeout_seconds: fn.timeout_seconds, env_vars: fn.env_vars },
     // eslint-disable-next-line react-hooks/exhaustive-deps -- on new settings, not on every update of `fn` (state, vm)
     [fn?.name, fn?.runtime, fn?.code, fn?.handler, fn?.vcpu, fn?.memory_mb, fn?.timeout_seconds, JSON.stringify(fn?.env_vars)],
@@ -172,8 +174,9 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   }
   if (!fn || !initial) return <section className="page"><p className="muted">Loading…</p></section>;
 
-  const save = async (input: FunctionInput) => {
-    const patch = patchOf(fn, input);
+  const save = async (submission: Submission) => {
+    if (submission.source === 'zip') throw new Error('a new package is uploaded in the Package card');
+    const patch = patchOf(fn, submission.source === 'code' ? submission.input : submission.settings);
     if (Object.keys(patch).length === 0) return;
     if (fn.state === 'error') setDeploySince(null);
     accept(await api.update(fn.id, patch));
@@ -201,10 +204,20 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
         setTestInvoke((n) => n + 1);
       }} />
       <div className="detail-grid">
-        <section className="card editor-card" aria-labelledby="code-title">
-          <h2 id="code-title">Code and configuration</h2>
-          <FunctionForm mode="edit" initial={initial} onSubmit={save} submitLabel="Save and reload" />
-        </section>
+        {fn.package ? (
+          <div className="main-column">
+            <PackageView fn={fn} pkg={fn.package} onUpdated={accept} />
+            <section className="card editor-card" aria-labelledby="code-title">
+              <h2 id="code-title">Configuration</h2>
+              <FunctionForm mode="edit" packaged initial={initial} onSubmit={save} submitLabel="Save and reload" />
+            </section>
+          </div>
+        ) : (
+          <section className="card editor-card" aria-labelledby="code-title">
+            <h2 id="code-title">Code and configuration</h2>
+            <FunctionForm mode="edit" initial={initial} onSubmit={save} submitLabel="Save and reload" />
+          </section>
+        )}
         <div className="side">
           <InvokePanel fn={fn} trigger={testInvoke} onInvoked={invoked} />
           <Details fn={fn} health={health} now={now} />

@@ -1,9 +1,14 @@
-// The create / edit form: code editor, runtime (with starter templates), handler, resources, env vars.
+// The create / edit form: code editor or a zip (on create), runtime (with starter templates), handler, resources,
+// env vars. A packaged function's page edits its settings here and its package in PackageView.
 // Ctrl/Cmd+S or Ctrl/Cmd+Enter anywhere in the form submits it.
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent, type ReactNode } from 'react';
-import type { FunctionInput, Runtime } from './api';
+import { defaultPackageHandler, type FunctionInput, type FunctionSettings, type Runtime } from './api';
 import { CodeEditor } from './CodeEditor';
+import type { Upload } from './upload';
+import { UploadStatus } from './UploadStatus';
 import { ErrorBox } from './ui';
+import { zipProblem } from './zip-file';
+import { ZipPicker } from './ZipPicker';
 
 export const starters: Record<Runtime, string> = {
   node: `// Runs for every invocation. \`event\` is the JSON you invoke with; return any JSON value.
@@ -32,8 +37,18 @@ export const newFunction: FunctionInput = {
   env_vars: {},
 };
 
+/** Where a function's source comes from: the editor, a zip being uploaded, or (editing) the package it has. */
+type Source = 'code' | 'zip' | 'package';
+
+/** What the form sends. A zip's handler may be '' (the server then takes the runtime's default). */
+export type Submission =
+  | { source: 'code'; input: FunctionInput }
+  | { source: 'zip'; settings: FunctionSettings; file: File }
+  | { source: 'package'; settings: FunctionSettings };
+
 /** What the inputs hold: numbers as typed, env vars as ordered rows. */
 interface Values {
+  source: Source;
   name: string;
   runtime: Runtime;
   code: string;
@@ -44,7 +59,8 @@ interface Values {
   env: Array<{ key: string; value: string }>;
 }
 
-const toValues = (input: FunctionInput): Values => ({
+const toValues = (input: FunctionInput, source: Source): Values => ({
+  source,
   name: input.name,
   runtime: input.runtime,
   code: input.code,
@@ -55,7 +71,7 @@ const toValues = (input: FunctionInput): Values => ({
   env: Object.entries(input.env_vars).map(([key, value]) => ({ key, value })),
 });
 
-function toInput(values: Values): FunctionInput | string {
+function toSubmission(values: Values, file: File | null): Submission | string {
   const env_vars: Record<string, string> = {};
   for (const { key, value } of values.env) {
     if (key.trim() === '' && value === '') continue;
@@ -69,31 +85,43 @@ function toInput(values: Values): FunctionInput | string {
   const memory = integer(values.memory_mb, 'Memory');
   const timeout = integer(values.timeout_seconds, 'Timeout');
   for (const n of [vcpu, memory, timeout]) if (typeof n === 'string') return n;
-  return {
+  const settings: FunctionSettings = {
     name: values.name.trim(),
     runtime: values.runtime,
-    code: values.code,
     handler: values.handler.trim(),
     vcpu: vcpu as number,
     memory_mb: memory as number,
     timeout_seconds: timeout as number,
     env_vars,
   };
+  if (values.source === 'code') return { source: 'code', input: { ...settings, code: values.code } };
+  if (values.source === 'package') return { source: 'package', settings };
+  if (!file) return 'Choose a zip file (or drop one on the box).';
+  return zipProblem(file) ?? { source: 'zip', settings, file };
 }
+
+/** The code's default handler and a package's are different names: switching source switches an untouched one. */
+const handlerFor = (source: Source, handler: string): string =>
+  source === 'zip' && handler === newFunction.handler ? '' : source === 'code' && handler === '' ? newFunction.handler : handler;
 
 const same = (a: Values, b: Values) => JSON.stringify(a) === JSON.stringify(b);
 
 export function FunctionForm(props: {
   mode: 'create' | 'edit';
   initial: FunctionInput;
-  /** Throws to show an error (an API 400 message, for example). */
-  onSubmit: (input: FunctionInput) => Promise<void>;
+  /** Editing a packaged function: no code editor (its package has its own card); the settings only. */
+  packaged?: boolean;
+  /** Throws to show an error (an API 400 message, for example); `report` tells how a zip's upload goes. */
+  onSubmit: (submission: Submission, report: (upload: Upload) => void) => Promise<void>;
   submitLabel: string;
   /** Shown next to the button: "Saved", the deploy state... */
   status?: ReactNode;
 }) {
-  const initial = toValues(props.initial);
+  const initialSource: Source = props.packaged ? 'package' : 'code';
+  const initial = toValues(props.initial, initialSource);
   const [values, setValues] = useState<Values>(initial);
+  const [file, setFile] = useState<File | null>(null);
+  const [upload, setUpload] = useState<Upload | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | string | null>(null);
   const [saved, setSaved] = useState(false);
@@ -101,11 +129,11 @@ export function FunctionForm(props: {
 
   // The record changed under us (a save, or someone else's update): follow it unless there are unsaved edits.
   useEffect(() => {
-    const next = toValues(props.initial);
+    const next = toValues(props.initial, initialSource);
     if (same(next, previous.current)) return;
     setValues((current) => (same(current, previous.current) ? next : current));
     previous.current = next;
-  }, [props.initial]);
+  }, [props.initial, initialSource]);
 
   const dirty = !same(values, previous.current);
   const set = <K extends keyof Values>(key: K, value: Values[K]) => {
@@ -122,23 +150,29 @@ export function FunctionForm(props: {
     setValues((current) => ({ ...current, runtime, code: pristineCode ? starters[runtime] : current.code }));
   };
 
+  const changeSource = (source: Source) => {
+    setError(null);
+    setValues((current) => ({ ...current, source, handler: handlerFor(source, current.handler) }));
+  };
+
   const submit = async (event?: FormEvent) => {
     event?.preventDefault();
     if (busy) return;
-    const input = toInput(values);
-    if (typeof input === 'string') {
-      setError(input);
+    const submission = toSubmission(values, file);
+    if (typeof submission === 'string') {
+      setError(submission);
       return;
     }
     setBusy(true);
     setError(null);
     try {
-      await props.onSubmit(input);
+      await props.onSubmit(submission, setUpload);
       setSaved(true);
     } catch (caught) {
       setError(caught as Error);
     } finally {
       setBusy(false);
+      setUpload(null);
     }
   };
 
@@ -171,10 +205,24 @@ export function FunctionForm(props: {
         </label>
         <label>
           Handler
-          <input value={values.handler} onChange={(e) => set('handler', e.target.value)} required spellCheck={false} />
+          <input value={values.handler} onChange={(e) => set('handler', e.target.value)} required={values.source !== 'zip'} spellCheck={false}
+            placeholder={values.source === 'code' ? newFunction.handler : defaultPackageHandler(values.runtime)}
+            title={values.source === 'code' ? 'The function to call' : 'file.function: the file of the package (no extension) and its export'} />
         </label>
       </div>
-      {offer === values.runtime && !pristineCode && (
+      {props.mode === 'create' && (
+        <div className="source-choice" role="radiogroup" aria-label="Source">
+          <label className={values.source === 'code' ? 'checked' : ''}>
+            <input type="radio" name="source" value="code" checked={values.source === 'code'} onChange={() => changeSource('code')} />
+            Write code
+          </label>
+          <label className={values.source === 'zip' ? 'checked' : ''}>
+            <input type="radio" name="source" value="zip" checked={values.source === 'zip'} onChange={() => changeSource('zip')} />
+            Upload a zip
+          </label>
+        </div>
+      )}
+      {offer === values.runtime && !pristineCode && values.source === 'code' && (
         <p className="hint">
           Your code was kept.{' '}
           <button type="button" className="link" onClick={() => { set('code', starters[values.runtime]); setOffer(null); }}>
@@ -182,12 +230,25 @@ export function FunctionForm(props: {
           </button>
         </p>
       )}
-      <div className="editor-label">
-        <span>Code</span>
-        <span className="muted">{values.runtime === 'node' ? 'JavaScript' : 'Python'} · Ctrl/⌘+S to {props.mode === 'create' ? 'create' : 'save'}</span>
-      </div>
-      <CodeEditor value={values.code} onChange={(code) => set('code', code)} language={values.runtime === 'node' ? 'javascript' : 'python'}
-        label="Code" height="clamp(220px, 42vh, 480px)" testId="code-editor" />
+      {values.source === 'code' && (
+        <>
+          <div className="editor-label">
+            <span>Code</span>
+            <span className="muted">{values.runtime === 'node' ? 'JavaScript' : 'Python'} · Ctrl/⌘+S to {props.mode === 'create' ? 'create' : 'save'}</span>
+          </div>
+          <CodeEditor value={values.code} onChange={(code) => set('code', code)} language={values.runtime === 'node' ? 'javascript' : 'python'}
+            label="Code" height="clamp(220px, 42vh, 480px)" testId="code-editor" />
+        </>
+      )}
+      {values.source === 'zip' && (
+        <div className="zip-source">
+          <ZipPicker file={file} onChange={(chosen) => { setFile(chosen); setError(null); }} disabled={busy} label="Zip file" testId="create-drop-zone" />
+          <p className="muted">
+            The zip holds the function's files at its root (its <code>node_modules</code> or vendored Python packages too); the handler names a
+            file without its extension and its function, such as <code>{defaultPackageHandler(values.runtime)}</code> or <code>src/app.handler</code>.
+          </p>
+        </div>
+      )}
       <div className="fields fields-resources">
         <label>
           vCPU
@@ -217,9 +278,11 @@ export function FunctionForm(props: {
         ))}
         <button type="button" onClick={() => set('env', [...values.env, { key: '', value: '' }])}>Add variable</button>
       </fieldset>
+      {upload && <UploadStatus upload={upload} />}
       {error && <ErrorBox title={props.mode === 'create' ? 'Could not create the function' : 'Could not save'} error={error} testId="form-error" />}
       <div className="actions">
-        <button type="submit" className="primary" disabled={busy || (props.mode === 'edit' && !dirty)}>
+        <button type="submit" className="primary"
+          disabled={busy || (props.mode === 'edit' && !dirty) || (values.source === 'zip' && file !== null && zipProblem(file) !== null)}>
           {busy ? (props.mode === 'create' ? 'Creating…' : 'Saving…') : props.submitLabel}
         </button>
         {props.mode === 'edit' && dirty && !busy && (

@@ -1,20 +1,34 @@
 // Typed client of the fnvm HTTP API. The record types are the server's own (src/store/types.ts).
+import type { PackageFile, PackageInfo } from '../../src/packages/types.js';
 import type { FunctionRecord, FunctionState, InvocationRecord, InvocationStatus } from '../../src/store/types.js';
 
-export type { FunctionRecord, FunctionState, InvocationRecord, InvocationStatus };
+export type { FunctionRecord, FunctionState, InvocationRecord, InvocationStatus, PackageFile, PackageInfo };
 export type Runtime = FunctionRecord['runtime'];
 
-/** The body of POST /v1/functions and (all fields optional) PUT /v1/functions/{id}. */
-export interface FunctionInput {
+/** A function's settings: everything of its definition but the source (code or package). */
+export interface FunctionSettings {
   name: string;
   runtime: Runtime;
-  code: string;
   handler: string;
   vcpu: number;
   memory_mb: number;
   timeout_seconds: number;
   env_vars: Record<string, string>;
 }
+
+/** The body of POST /v1/functions and (all fields optional) PUT /v1/functions/{id} for a single-file function. */
+export interface FunctionInput extends FunctionSettings {
+  code: string;
+}
+
+/** A definition with a deployment package (base64 of a zip); without a handler, the server takes the runtime's. */
+export interface PackageInput extends Omit<FunctionSettings, 'handler'> {
+  handler?: string;
+  package: string;
+}
+
+/** The handler a packaged function gets when none is given (the server's defaultPackageHandler). */
+export const defaultPackageHandler = (runtime: Runtime): string => (runtime === 'python' ? 'lambda_function.lambda_handler' : 'index.handler');
 
 export interface ErrorInfo {
   type: string;
@@ -66,29 +80,77 @@ export const apiToken = {
 /** Dispatched on window when the server answers 401, so the app can ask for a token. */
 export const unauthorizedEvent = 'fnvm:unauthorized';
 
+const authHeaders = (): Record<string, string> => (apiToken.get() ? { authorization: `Bearer ${apiToken.get()}` } : {});
+
+/** The answer of a JSON endpoint: its value, or an ApiError with the server's message. */
+function parseAnswer<T>(status: number, statusText: string, text: string): T {
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    throw new ApiError(status, `HTTP ${status}: not JSON: ${text.slice(0, 500)}`);
+  }
+  if (status === 401) window.dispatchEvent(new Event(unauthorizedEvent));
+  if (status < 200 || status > 299) {
+    const message = (parsed as { error?: unknown } | undefined)?.error;
+    throw new ApiError(status, typeof message === 'string' ? message : `HTTP ${status} ${statusText}`);
+  }
+  return parsed as T;
+}
+
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   let response: Response;
-  const headers: Record<string, string> = {};
+  const headers = authHeaders();
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (apiToken.get()) headers.authorization = `Bearer ${apiToken.get()}`;
   try {
     response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (error) {
     throw new ApiError(0, `cannot reach the fnvm server: ${(error as Error).message}`);
   }
-  const text = await response.text();
-  let parsed: unknown;
+  return parseAnswer<T>(response.status, response.statusText, await response.text());
+}
+
+/** Bytes sent of a request body so far. */
+export interface UploadProgress {
+  sent: number;
+  total: number;
+}
+
+/**
+ * A JSON request with upload progress: fetch reports none, XMLHttpRequest does. For package uploads, whose
+ * body (the base64 of up to 50 MiB) takes a while to send.
+ */
+function requestWithProgress<T>(method: string, path: string, body: unknown, onProgress: (progress: UploadProgress) => void): Promise<T> {
+  const payload = JSON.stringify(body);
+  return new Promise<T>((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, path);
+    xhr.setRequestHeader('content-type', 'application/json');
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
+    xhr.upload.addEventListener('progress', (event) => onProgress({ sent: event.loaded, total: event.lengthComputable ? event.total : payload.length }));
+    xhr.addEventListener('load', () => {
+      try {
+        resolve(parseAnswer<T>(xhr.status, xhr.statusText, xhr.responseText));
+      } catch (error) {
+        reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    });
+    xhr.addEventListener('error', () => reject(new ApiError(0, 'cannot reach the fnvm server: the upload failed')));
+    xhr.addEventListener('abort', () => reject(new ApiError(0, 'the upload was aborted')));
+    xhr.send(payload);
+  });
+}
+
+/** GET of raw bytes (a package or one of its files). */
+async function requestBytes(path: string): Promise<ArrayBuffer> {
+  let response: Response;
   try {
-    parsed = text ? JSON.parse(text) : undefined;
-  } catch {
-    throw new ApiError(response.status, `HTTP ${response.status}: not JSON: ${text.slice(0, 500)}`);
+    response = await fetch(path, { headers: authHeaders() });
+  } catch (error) {
+    throw new ApiError(0, `cannot reach the fnvm server: ${(error as Error).message}`);
   }
-  if (response.status === 401) window.dispatchEvent(new Event(unauthorizedEvent));
-  if (!response.ok) {
-    const message = (parsed as { error?: unknown } | undefined)?.error;
-    throw new ApiError(response.status, typeof message === 'string' ? message : `HTTP ${response.status} ${response.statusText}`);
-  }
-  return parsed as T;
+  if (!response.ok) parseAnswer<unknown>(response.status, response.statusText, await response.text());
+  return response.arrayBuffer();
 }
 
 const fn = (id: string) => `/v1/functions/${encodeURIComponent(id)}`;
@@ -97,7 +159,17 @@ export const api = {
   list: async () => (await request<{ items: FunctionRecord[] }>('GET', '/v1/functions')).items,
   get: async (id: string) => (await request<{ item: FunctionRecord }>('GET', fn(id))).item,
   create: (input: FunctionInput) => request<{ id: string }>('POST', '/v1/functions', input),
+  createPackaged: (input: PackageInput, onProgress: (progress: UploadProgress) => void) =>
+    requestWithProgress<{ id: string }>('POST', '/v1/functions', input, onProgress),
   update: async (id: string, patch: Partial<FunctionInput>) => (await request<{ item: FunctionRecord }>('PUT', fn(id), patch)).item,
+  /** A new package for a packaged function: a 400 with the reason if it does not load (the old one keeps serving). */
+  updatePackage: async (id: string, base64: string, onProgress: (progress: UploadProgress) => void) =>
+    (await requestWithProgress<{ item: FunctionRecord }>('PUT', fn(id), { package: base64 }, onProgress)).item,
+  packageUrl: (id: string) => `${fn(id)}/package`,
+  packageZip: (id: string) => requestBytes(`${fn(id)}/package`),
+  packageFiles: async (id: string) => (await request<{ files: PackageFile[] }>('GET', `${fn(id)}/package/files`)).files,
+  /** One file's bytes; each path segment is encoded, the slashes kept (the route takes the rest of the path). */
+  packageFile: (id: string, path: string) => requestBytes(`${fn(id)}/package/files/${path.split('/').map(encodeURIComponent).join('/')}`),
   remove: (id: string) => request<{ message: string }>('DELETE', fn(id)),
   invoke: (id: string, event: unknown) => request<InvokeResult>('POST', `${fn(id)}/invoke`, { event }),
   logs: async (id: string, limit: number, offset: number) =>
