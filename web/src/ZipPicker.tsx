@@ -39,7 +39,7 @@ export function ZipPicker(props: {
         disabled={props.disabled} onChange={(e) => { take(e.target.files); e.target.value = ''; }} />
       {props.file ? (
         <div className="chosen-file">
-          <span className="file-icon" aria-hidden="true">🗜</span>
+          <span className="file-icon" aria-hidden="true">zip</span>
           <span className="chosen-name" data-testid="chosen-name">{props.file.name}</span>
           <span className="muted" data-testid="chosen-size">{formatBytes(props.file.size)}</span>
           <label htmlFor={inputId} className="button" aria-hidden="true">Choose another…</label>

@@ -42,7 +42,7 @@ export async function base64Of(file: Blob, onProgress: (read: number, total: num
   return parts.join('');
 }
 
-/** 512 B, 1.5 KiB, 12.3 MiB: binary units, as the API's limits are counted. */
+/** 512 B, 1.5 KiB, 12.3 MiB, 250 MiB: binary units, as the API's limits are counted. */
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   const units = ['KiB', 'MiB', 'GiB'] as const;
@@ -52,5 +52,6 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return `${value < 100 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+  // One decimal below 100, none above; never a bare .0 (50 MiB, not 50.0 MiB).
+  return `${value < 100 ? value.toFixed(1).replace(/\.0$/, '') : Math.round(value)} ${units[unit]}`;
 }
