@@ -19,8 +19,8 @@ export function CreatePage() {
       const { handler, ...settings } = submission.settings;
       ({ id } = await uploadZip(submission.file, (base64, onProgress) => {
         // No handler: the server's default for the runtime (the field shows it as its placeholder).
-        const body: PackageInput = handler === '' ? { ...settings, package: base64 } : { ...settings, handler, package: base64 };
-        return api.createPackaged(body, onProgress);
+        const fields: PackageInput = handler === '' ? settings : { ...settings, handler };
+        return api.createPackaged(fields, base64, onProgress);
       }, report));
     } else throw new Error('a new function has no package yet');
     markCreated(id);
