@@ -149,6 +149,10 @@ describe('web console: deployment packages', () => {
     assert.equal(await zone.getByTestId('chosen-size').innerText(), shownSize(zip1.length));
     await shot('package-create');
     await page.getByRole('button', { name: 'Create function' }).click();
+    // The package page, or the form's error (the server's refusal) as the reason this test fails.
+    await page.locator('[data-testid="package"], [data-testid="form-error"]').first().waitFor({ timeout: deployMs });
+    const refused = page.getByTestId('form-error');
+    if (await refused.count()) assert.fail(`the server refused the package: ${await refused.innerText()}`);
     await page.waitForURL(/\/functions\/[0-9a-f-]{36}$/);
     id = /\/functions\/([0-9a-f-]{36})/.exec(page.url())?.[1] ?? '';
 
