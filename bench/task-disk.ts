@@ -1,13 +1,11 @@
 // Task disk figures on a warm pool VM: attachTask (QMP retarget), the first package load (mount + import)
 // against a second one (import only), and the first invoke.
 import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { run } from '../src/exec.js';
-import { cacheDir, ensureImages } from '../src/images/build.js';
-import { createQemuDriver } from '../src/vm/driver.js';
 import { VmPool } from '../src/vm/pool.js';
 import { taskDiskBytes } from '../src/vm/task-disk.js';
+import { benchDriver } from './driver.js';
 import { ms, percentile, row } from './stats.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -45,10 +43,7 @@ async function packageImage(dir: string, files: Readonly<Record<string, string>>
 }
 
 async function main(): Promise<void> {
-  const images = await ensureImages((m) => process.stderr.write(`[images] ${m}\n`));
-  const runRoot = mkdtempSync(join(tmpdir(), 'fnvm-b-'));
-  const driver = await createQemuDriver({ images, runRoot, cacheDir: cacheDir() });
-  row('accelerator', `${driver.accel} (${driver.accelReason})`);
+  const { driver, runRoot } = await benchDriver();
   try {
     for (const runtime of ['node', 'python'] as const) {
       const spec = { runtime, vcpu: 1, memoryMb: 256, network: 'none' as const };

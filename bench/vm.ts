@@ -1,13 +1,11 @@
 // MicroVM layer figures: cold boot, snapshot, restore, channel round trip vs the same agent as a local process.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { cacheDir, ensureImages } from '../src/images/build.js';
 import { startLocalAgent } from '../src/guest/local-agent.js';
 import type { GuestChannel } from '../src/guest/channel.js';
 import { identityHandler } from '../src/guest/warmup.js';
-import { createQemuDriver } from '../src/vm/driver.js';
 import { bestSample, offsetOf } from '../src/vm/guest-clock.js';
+import { benchDriver } from './driver.js';
 import { ms, percentile, row, timeEach } from './stats.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
@@ -26,10 +24,7 @@ async function roundTrips(channel: GuestChannel): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
-  const images = await ensureImages((m) => process.stderr.write(`[images] ${m}\n`));
-  const runRoot = mkdtempSync(join(tmpdir(), 'fnvm-b-'));
-  const driver = await createQemuDriver({ images, runRoot, cacheDir: cacheDir() });
-  row('accelerator', `${driver.accel} (${driver.accelReason})`);
+  const { driver, runRoot } = await benchDriver();
   try {
     for (const runtime of ['node', 'python'] as const) {
       const spec = { runtime, vcpu: 1, memoryMb: 256, network: 'none' as const };

@@ -4,22 +4,18 @@
 // new version, and refused zips show the API's message.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { webDist } from '../src/api/web.js';
-import { repoRoot } from '../src/paths.js';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { liveProcessCount } from '../src/vm/processes.js';
+import { openConsole, screenshots, type ConsoleBrowser } from './support/browser.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { zipOf, type Files } from './support/zips.js';
 
-const chromiumPath = '/usr/bin/chromium';
 /** A deploy under software emulation on a shared 2-core machine. */
 const deployMs = 90_000;
 /** Anything else the page does: an API round trip, a render. */
 const uiMs = 20_000;
-const screenshots = join(repoRoot, 'test-output', 'screenshots');
 
 const utilV1 = `exports.greet = (name) => 'Hello from lib/util.js, ' + name + '!';\n`;
 const v1: Files = {
@@ -59,28 +55,16 @@ const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex
 
 let fnvm: TestServer;
 let browser: Browser;
-let context: BrowserContext;
 let page: Page;
 let zip1: Buffer;
 let zip2: Buffer;
-const pageErrors: Error[] = [];
+let pageErrors: Error[] = [];
+let openPage: ConsoleBrowser['openPage'];
 
 before(async () => {
-  if (!existsSync(chromiumPath)) {
-    throw new Error(`${chromiumPath} is missing: the web console tests need Debian's chromium (apt-get install -y chromium); playwright-core downloads no browser`);
-  }
-  if (!existsSync(join(webDist, 'index.html'))) throw new Error(`${webDist}/index.html is missing: run npm run build`);
-  mkdirSync(screenshots, { recursive: true });
   [zip1, zip2] = await Promise.all([zipOf(v1), zipOf(v2)]);
   fnvm = await startTestServer();
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, baseURL: fnvm.url });
-  context.setDefaultTimeout(uiMs);
-  page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(error));
+  ({ browser, page, pageErrors, openPage } = await openConsole(fnvm.url, uiMs));
 });
 
 after(async () => {
@@ -312,8 +296,7 @@ describe('web console: deployment packages', () => {
     const narrow = await browser.newContext({ viewport: { width: 390, height: 844 }, baseURL: fnvm.url });
     narrow.setDefaultTimeout(uiMs);
     try {
-      const phone = await narrow.newPage();
-      phone.on('pageerror', (error) => pageErrors.push(error));
+      const phone = await openPage(narrow);
       const overflow = () => phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
       await phone.goto(`/functions/${id}`);
       await treeFile(phone, 'lib/extra.js').click();

@@ -1,21 +1,19 @@
 // The web console end to end: headless Chromium (Debian's, driven by playwright-core) against a real fnvm
 // server with real microVMs. Everything goes through the forms and buttons a user would use.
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { webDist } from '../src/api/web.js';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { repoRoot } from '../src/paths.js';
 import { liveProcessCount } from '../src/vm/processes.js';
+import { openConsole, screenshots, type ConsoleBrowser } from './support/browser.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
-const chromiumPath = '/usr/bin/chromium';
 /** A deploy under software emulation on a shared 2-core machine. */
 const deployMs = 60_000;
 /** Anything else the page does: an API round trip, an invoke, a render. */
 const uiMs = 20_000;
-const screenshots = join(repoRoot, 'test-output', 'screenshots');
 
 const nodeCode = `async function handler(event) {
   console.log('node got ' + event.name);
@@ -33,28 +31,16 @@ def handler(event):
 
 let fnvm: TestServer;
 let browser: Browser;
-let context: BrowserContext;
 /** The page the user works in. */
 let page: Page;
 /** A second tab that stays on the list, to see it follow changes made in the first. */
 let listPage: Page;
-const pageErrors: Error[] = [];
+let pageErrors: Error[] = [];
+let openPage: ConsoleBrowser['openPage'];
 
 before(async () => {
-  if (!existsSync(chromiumPath)) {
-    throw new Error(`${chromiumPath} is missing: the web console tests need Debian's chromium (apt-get install -y chromium); playwright-core downloads no browser`);
-  }
-  if (!existsSync(join(webDist, 'index.html'))) throw new Error(`${webDist}/index.html is missing: run npm run build`);
-  mkdirSync(screenshots, { recursive: true });
   fnvm = await startTestServer();
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, baseURL: fnvm.url });
-  context.setDefaultTimeout(uiMs);
-  page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(error));
+  ({ browser, page, pageErrors, openPage } = await openConsole(fnvm.url, uiMs));
 });
 
 after(async () => {
@@ -104,8 +90,7 @@ describe('web console', () => {
 
   let nodeId: string;
   test('create a Node.js function through the form; its page follows the deployment to ready', async () => {
-    listPage = await context.newPage();
-    listPage.on('pageerror', (error) => pageErrors.push(error));
+    listPage = await openPage();
     await listPage.goto('/');
     await listPage.getByText('No functions yet.').waitFor();
     await listPage.evaluate(() => ((window as unknown as { marker: string }).marker = 'not reloaded'));
@@ -308,8 +293,7 @@ describe('web console', () => {
     const narrow = await browser.newContext({ viewport: { width: 390, height: 844 }, baseURL: fnvm.url });
     narrow.setDefaultTimeout(uiMs);
     try {
-      const phone = await narrow.newPage();
-      phone.on('pageerror', (error) => pageErrors.push(error));
+      const phone = await openPage(narrow);
       await phone.goto('/');
       await row(phone, 'greeter-node').waitFor();
       const overflow = () => phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
@@ -330,8 +314,7 @@ describe('web console', () => {
     const tokenContext = await browser.newContext({ viewport: { width: 1280, height: 800 }, baseURL: guarded.url });
     tokenContext.setDefaultTimeout(uiMs);
     try {
-      const tab = await tokenContext.newPage();
-      tab.on('pageerror', (error) => pageErrors.push(error));
+      const tab = await openPage(tokenContext);
       await tab.goto('/');
       await tab.getByRole('heading', { name: 'This server needs an API token' }).waitFor();
       await tab.getByLabel('API token').fill('wrong');

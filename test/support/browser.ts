@@ -1,0 +1,41 @@
+// Headless Chromium for the console's end-to-end tests: Debian's browser, driven by playwright-core (which
+// downloads none), against a real server; the checks every such test file starts with.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { webDist } from '../../src/api/web.js';
+import { repoRoot } from '../../src/paths.js';
+
+export const chromiumPath = '/usr/bin/chromium';
+export const screenshots = join(repoRoot, 'test-output', 'screenshots');
+
+export interface ConsoleBrowser {
+  browser: Browser;
+  context: BrowserContext;
+  page: Page;
+  /** Uncaught errors of every page opened with openPage (and of `page`). */
+  pageErrors: Error[];
+  openPage(on?: BrowserContext): Promise<Page>;
+}
+
+/** Fails loudly without the browser or a built console; opens a 1280x800 page on `baseURL`. */
+export async function openConsole(baseURL: string, timeoutMs: number): Promise<ConsoleBrowser> {
+  if (!existsSync(chromiumPath)) {
+    throw new Error(`${chromiumPath} is missing: the web console tests need Debian's chromium (apt-get install -y chromium); playwright-core downloads no browser`);
+  }
+  if (!existsSync(join(webDist, 'index.html'))) throw new Error(`${webDist}/index.html is missing: run npm run build`);
+  mkdirSync(screenshots, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, baseURL });
+  context.setDefaultTimeout(timeoutMs);
+  const pageErrors: Error[] = [];
+  const openPage = async (on: BrowserContext = context) => {
+    const opened = await on.newPage();
+    opened.on('pageerror', (error) => pageErrors.push(error));
+    return opened;
+  };
+  return { browser, context, page: await openPage(), pageErrors, openPage };
+}
