@@ -726,7 +726,7 @@ function forgetPackageRequires() {
 
 const isFile = (file) => fs.statSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
 
-/** Imports the handler's file (CommonJS or ESM, as Node decides from its extension and package.json). */
+/** Loads the handler's file: CommonJS through require, ESM through import(), as Node tells them apart. */
 async function findPackageHandler({ file, name }) {
   const found = PACKAGE_EXTENSIONS.map((ext) => path.join(TASK_ROOT, file + ext)).find(isFile);
   if (!found) {
@@ -734,12 +734,9 @@ async function findPackageHandler({ file, name }) {
   }
   forgetPackageRequires();
   packageLoads += 1;
-  // The first load imports the package's modules under their own URLs (import.meta.url as on Lambda); a VM
-  // loads its package again only for a new env or handler, and those loads number them.
-  if (packageLoads > 1) versionPackageModules();
   let namespace;
   try {
-    namespace = await import(`${pathToFileURL(found).href}${packageLoads > 1 ? `?v=${packageLoads}` : ''}`);
+    namespace = await (isEsm(found) ? importPackageModule(found) : requireOrImport(found));
   } catch (error) {
     if (error?.code === 'ERR_MODULE_NOT_FOUND' || error?.code === 'MODULE_NOT_FOUND') {
       throw agentError('ImportModuleError', `${path.relative(TASK_ROOT, found)}: ${error.message}`);
@@ -749,6 +746,60 @@ async function findPackageHandler({ file, name }) {
   const handler = [namespace[name], namespace.default?.[name]].find((candidate) => typeof candidate === 'function');
   if (handler) return handler;
   throw agentError('HandlerNotFound', `${path.relative(TASK_ROOT, found)} exports no function "${name}"`);
+}
+
+// require is the fast path for CommonJS (import() of a CommonJS file also starts the ESM loader and parses
+// the file for its exports). A .js file with ES module syntax but no "type" goes to import() after all.
+function requireOrImport(file) {
+  try {
+    return scriptRequire(file);
+  } catch (error) {
+    if (error?.code !== 'ERR_REQUIRE_ESM' && error?.code !== 'ERR_REQUIRE_ASYNC_MODULE' && !isModuleSyntaxError(error)) throw error;
+    return importPackageModule(file);
+  }
+}
+
+// The first load imports the package's modules under their own URLs (import.meta.url as on Lambda); a VM
+// loads its package again only for a new env or handler, and those loads number them.
+function importPackageModule(file) {
+  if (packageLoads > 1) versionPackageModules();
+  return import(`${pathToFileURL(file).href}${packageLoads > 1 ? `?v=${packageLoads}` : ''}`);
+}
+
+/**
+ * Runs require and import() once on files of their own: the base snapshot is taken after this, so a VM's first
+ * package load finds both loaders initialised (under TCG their first use costs a few hundred ms).
+ */
+async function warmModuleLoaders() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fnvm-warm-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'warm.cjs'), 'module.exports = { warm: true };\n');
+    fs.writeFileSync(path.join(dir, 'warm.mjs'), 'export const warm = true;\n');
+    scriptRequire(path.join(dir, 'warm.cjs'));
+    await import(pathToFileURL(path.join(dir, 'warm.mjs')).href);
+    delete scriptRequire.cache[path.join(dir, 'warm.cjs')];
+  } catch (error) {
+    diag(`module loaders not warmed: ${describeValue(error)}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Node's rule: .mjs is ESM, .cjs is not, a .js file is if the nearest package.json says "type": "module". */
+function isEsm(file) {
+  if (file.endsWith('.mjs')) return true;
+  if (file.endsWith('.cjs')) return false;
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    if (isFile(manifest)) {
+      try {
+        return JSON.parse(fs.readFileSync(manifest, 'utf8'))?.type === 'module';
+      } catch {
+        return true; // import() reports the broken package.json in Node's own words
+      }
+    }
+    if (dir === path.dirname(dir)) return false;
+  }
 }
 
 // env: variables from the current load. A variable a later load drops goes back to the value it had before
@@ -1013,6 +1064,7 @@ async function main() {
   patchOutput();
   installRandomWrappers();
   silenceLoaderWarning();
+  if (system) await warmModuleLoaders();
   installCrashGuards();
   let transport;
   try {
