@@ -26,7 +26,7 @@ export interface Vm {
   /** Pings the guest now and then; a hung idle guest fails the VM, and every answer keeps its clock right. */
   startWatchdog(intervalMs: number, timeoutMs: number): void;
   /** Corrects the guest's wall clock now (a VM renews it itself after a boot, restore or resume). */
-  syncClock(timeoutMs?: number): Promise<void>;
+  syncClock(timeoutMs?: number, goodEnoughMs?: number): Promise<void>;
   /** A VM restored in the background (the warm pool) is about to serve: normal CPU priority from now on. */
   prioritise(): void;
   consoleTail(bytes?: number): string;

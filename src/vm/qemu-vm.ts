@@ -302,11 +302,12 @@ export class QemuVm {
 
   /**
    * Measures the guest's wall clock against the host's and corrects it if it is off by more than a few ms;
-   * fails if no ping comes back fast enough to tell (a guest that slow is no use to hand out).
+   * fails if no ping comes back fast enough to tell (a guest that slow is no use to hand out). Pings stop at
+   * the first whose round trip is at most `goodEnoughMs`.
    */
-  syncClock(timeoutMs = 10_000): Promise<void> {
+  syncClock(timeoutMs = 10_000, goodEnoughMs = 4): Promise<void> {
     return this.clockTurn(async () => {
-      const best = await bestSample(this.channel, { clock: 'wall', tries: 20, timeoutMs, goodEnoughMs: 4 });
+      const best = await bestSample(this.channel, { clock: 'wall', tries: 20, timeoutMs, goodEnoughMs });
       if (roundTrip(best) > usableRoundTripMs) {
         throw new VmError(`cannot measure the guest clock: its fastest answer took ${roundTrip(best)} ms`);
       }
