@@ -144,10 +144,17 @@ describe('errors', () => {
     assert.equal(typeof response.body.error, 'string');
   });
 
-  test('a body over 6 MB is a 413', async () => {
+  test('a body over 6 MB is a 413, also on create and update (their larger limit is for packages)', async () => {
     const response = await fnvm.api('/v1/functions', { method: 'POST', body: { ...valid, code: 'x'.repeat(7 * 1024 * 1024) } });
     assert.equal(response.status, 413);
     assert.equal(typeof response.body.error, 'string');
+    const padded = await fnvm.api('/v1/functions', { method: 'POST', body: { ...valid, name: 'padded', padding: 'x'.repeat(7 * 1024 * 1024) } });
+    assert.equal(padded.status, 413, JSON.stringify(padded.body));
+    assert.match(padded.body.error, /without a package/);
+    const list = (await fnvm.api('/v1/functions')).body.items;
+    assert.ok(!list.some((f: { name: string }) => f.name === 'padded'), 'nothing was created');
+    const put = await fnvm.api('/v1/functions/padded', { method: 'PUT', body: { padding: 'x'.repeat(7 * 1024 * 1024) } });
+    assert.equal(put.status, 413, JSON.stringify(put.body));
   });
 
   test('unknown ids are 404 on every endpoint', async () => {

@@ -1,21 +1,19 @@
 // /v1/functions: the endpoints of functions-api.md. HTTP only; the domain does the work.
 import { createReadStream } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
-import { packageLimits } from '../packages/types.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { answerJson } from '../functions/answer.js';
-import { invalid } from '../functions/errors.js';
+import { invalid, tooLarge } from '../functions/errors.js';
 import { nestsDeeperThan } from '../json-depth.js';
 import type { FunctionInput, FunctionService } from '../functions/service.js';
+import { bodyLimitBytes, definitionBodyLimitBytes } from './limits.js';
 import { createBody, updateBody } from './schemas.js';
 
 type IdParams = { Params: { id: string } };
 
-/** A function definition may carry a 50 MiB package: base64 makes it 4/3 as long, plus the JSON around it. */
-export const definitionBodyLimitBytes = Math.ceil((packageLimits.zippedBytes * 4) / 3) + 1024 * 1024;
-
 export function functionsRoutes(service: FunctionService) {
   return async (app: FastifyInstance): Promise<void> => {
-    app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody }, bodyLimit: definitionBodyLimitBytes }, async (request) => {
+    const definition = { bodyLimit: definitionBodyLimitBytes, preHandler: onlyPackagesAreLarge };
+    app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody }, ...definition }, async (request) => {
       const record = await service.create(request.body);
       return { id: record.id };
     });
@@ -24,7 +22,7 @@ export function functionsRoutes(service: FunctionService) {
 
     app.get<IdParams>('/v1/functions/:id', async (request) => ({ item: service.get(request.params.id) }));
 
-    app.put<IdParams & { Body: FunctionInput }>('/v1/functions/:id', { schema: { body: updateBody }, bodyLimit: definitionBodyLimitBytes }, async (request) => ({
+    app.put<IdParams & { Body: FunctionInput }>('/v1/functions/:id', { schema: { body: updateBody }, ...definition }, async (request) => ({
       item: await service.update(request.params.id, request.body),
     }));
 
@@ -61,6 +59,14 @@ export function functionsRoutes(service: FunctionService) {
       return service.invocations(request.params.id, limit, offset);
     });
   };
+}
+
+/** The larger body limit of create and update is for packages: any other body keeps the general limit. */
+async function onlyPackagesAreLarge(request: FastifyRequest<{ Body: FunctionInput }>): Promise<void> {
+  if (request.body.package !== undefined) return;
+  const declared = Number(request.headers['content-length']);
+  const bytes = Number.isFinite(declared) ? declared : Buffer.byteLength(JSON.stringify(request.body));
+  if (bytes > bodyLimitBytes) throw tooLarge(`a body of ${bytes} bytes: at most ${bodyLimitBytes} without a package`);
 }
 
 /**

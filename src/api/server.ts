@@ -6,6 +6,7 @@ import { requireToken } from './auth.js';
 import { sendError } from './errors.js';
 import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
+import { bodyLimitBytes } from './limits.js';
 import { redactLine, redactUrl } from './redact.js';
 import { webConsole } from './web.js';
 
@@ -18,9 +19,6 @@ export interface ApiOptions {
   /** When set, every /v1 request needs `Authorization: Bearer <token>`. */
   apiToken?: string;
 }
-
-/** Payloads up to 6 MB, plus room for the JSON around them. */
-export const bodyLimitBytes = 6 * 1024 * 1024 + 64 * 1024;
 
 const localhostOrigin = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 
