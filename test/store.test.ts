@@ -398,7 +398,7 @@ describe('database file', () => {
       await reopened.close();
     }
     const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
-    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }, { name: '0004_packages' }]);
+    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }, { name: '0004_packages' }, { name: '0005_invocation_stats' }]);
   });
 
   test('two stores on one file see each other\'s writes', async (t) => {

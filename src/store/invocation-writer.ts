@@ -2,7 +2,10 @@
 // of the event loop (invocations finishing together) go into one transaction, which costs about what one
 // record alone does; each caller's promise settles only after the commit that holds its record, so no answer
 // goes out before its record is durable (WAL, synchronous=NORMAL: it survives a crash of the process).
+// The same transaction adds the batch to the function's minute and hour statistics (stats-table.ts).
 import type Database from 'better-sqlite3';
+import { BatchBuckets } from '../stats/batch.js';
+import { StatsUpserter } from './stats-table.js';
 import type { InvocationRecord } from './types.js';
 
 /** The invocations table's columns except seq, as bound parameters: the record with its encoded fields. */
@@ -13,6 +16,7 @@ export interface InvocationRow extends Omit<InvocationRecord, 'cold_start' | 'lo
 }
 
 interface Queued {
+  invocation: InvocationRecord;
   row: InvocationRow;
   retention: number;
   resolve: () => void;
@@ -47,14 +51,18 @@ export class InvocationWriter {
       `DELETE FROM invocations WHERE function_id = ? AND seq <= (
          SELECT seq FROM invocations WHERE function_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`,
     );
+    const stats = new StatsUpserter(sqlite);
     this.commitBatch = sqlite.transaction((batch: Queued[]) => {
       const retentions = new Map<string, number>();
-      for (const { row, retention } of batch) {
+      const buckets = new BatchBuckets();
+      for (const { invocation, row, retention } of batch) {
         insert.run(row);
+        buckets.count(invocation);
         // One trim per function per batch, to the smallest retention any of its records asked for.
         retentions.set(row.function_id, Math.min(retention, retentions.get(row.function_id) ?? retention));
       }
       for (const [functionId, retention] of retentions) trim.run(functionId, functionId, retention);
+      for (const bucket of buckets.values()) stats.add(bucket);
     });
   }
 
@@ -62,7 +70,7 @@ export class InvocationWriter {
   write(invocation: InvocationRecord, retention: number): Promise<void> {
     return new Promise((resolve, reject) => {
       // setImmediate runs after the I/O callbacks of this turn: every reply that arrived with this one joins it.
-      if (this.queue.push({ row: invocationToRow(invocation), retention, resolve, reject }) === 1) setImmediate(() => this.flush());
+      if (this.queue.push({ invocation, row: invocationToRow(invocation), retention, resolve, reject }) === 1) setImmediate(() => this.flush());
     });
   }
 

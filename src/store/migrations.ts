@@ -93,6 +93,33 @@ export const migrations: Record<string, Migration> = {
       }
     },
   },
+  // Per-function invocation statistics in minute and hour buckets (src/stats), kept apart from the records so
+  // retention never touches them; written in the records' own transaction (invocation-writer.ts).
+  '0005_invocation_stats': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('invocation_stats')
+        .addColumn('function_id', 'text', (c) => c.notNull().references('functions.id').onDelete('cascade'))
+        .addColumn('resolution', 'integer', (c) => c.notNull()) // seconds: 60 or 3600
+        .addColumn('bucket_start', 'integer', (c) => c.notNull()) // unix seconds, UTC, a multiple of resolution
+        .addColumn('invocations', 'integer', (c) => c.notNull())
+        .addColumn('errors', 'integer', (c) => c.notNull())
+        .addColumn('timeouts', 'integer', (c) => c.notNull())
+        .addColumn('cold_starts', 'integer', (c) => c.notNull())
+        .addColumn('duration_sum', 'real', (c) => c.notNull())
+        .addColumn('duration_min', 'real', (c) => c.notNull())
+        .addColumn('duration_max', 'real', (c) => c.notNull())
+        .addColumn('histogram', 'text', (c) => c.notNull()) // JSON [bin, count, ...] (src/stats/histogram.ts)
+        .addPrimaryKeyConstraint('invocation_stats_key', ['function_id', 'resolution', 'bucket_start'])
+        .modifyEnd(sql`WITHOUT ROWID`) // rows live in key order: a range of one function is one contiguous read
+        .execute();
+      // Serves pruning by age and ranges over every function.
+      await db.schema.createIndex('invocation_stats_age').on('invocation_stats').columns(['resolution', 'bucket_start']).execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.dropTable('invocation_stats').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = {

@@ -6,12 +6,16 @@ import { Kysely, SqliteDialect, sql, type ExpressionBuilder, type Generated, typ
 import { backstopCheckpointPages, startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { InvocationWriter, type InvocationRow } from './invocation-writer.js';
 import { migrateToLatest } from './migrations.js';
+import { rowToBucket, type StatsRow } from './stats-table.js';
+import type { KeyedBucket } from '../stats/batch.js';
+import { resolutions, retentionCutoff } from '../stats/resolutions.js';
 import {
   NameTakenError,
   type FunctionPatch,
   type FunctionRecord,
   type InvocationRecord,
   type NewFunction,
+  type StatsQuery,
   type Store,
 } from './types.js';
 
@@ -31,14 +35,27 @@ interface InvocationsTable extends InvocationRow {
 interface Tables {
   functions: FunctionsTable;
   invocations: InvocationsTable;
+  invocation_stats: StatsRow;
 }
 type FunctionRow = Selectable<FunctionsTable> & { last_invoked_at: string | null };
 
 const MEMORY = ':memory:';
 const STATEMENT_CACHE_SIZE = 200;
+/** Statistics past their retention are deleted this often (and at open), off the request path. */
+export const statsPruneIntervalMs = 10 * 60_000;
 
-/** Opens (creating if needed) the database file at `path`, or an in-memory one for ':memory:', and migrates it. */
-export async function openSqliteStore(path: string): Promise<Store> {
+export interface SqliteStoreOptions {
+  /** The clock statistics are pruned by (tests move it instead of waiting a day). */
+  now?: () => number;
+  /** Where a failed background prune is reported. */
+  log?: (message: string) => void;
+}
+
+/**
+ * Opens (creating if needed) the database file at `path`, or an in-memory one for ':memory:', migrates it and
+ * prunes old statistics.
+ */
+export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<Store> {
   if (path !== MEMORY) mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
   try {
@@ -50,7 +67,9 @@ export async function openSqliteStore(path: string): Promise<Store> {
       // synchronous, so the write is over before any other statement can start.
       sqlite.inTransaction ? db.connection().execute(async () => write()) : new Promise((resolve) => resolve(write())),
     );
-    return new SqliteStore(db, writer, path === MEMORY ? null : startCheckpointer(path));
+    const store = new SqliteStore(db, writer, path === MEMORY ? null : startCheckpointer(path), options);
+    await store.pruneStats();
+    return store;
   } catch (err) {
     sqlite.close();
     throw err;
@@ -87,11 +106,21 @@ function configure(sqlite: Database.Database): void {
 }
 
 class SqliteStore implements Store {
+  private readonly now: () => number;
+  private readonly pruneTimer: NodeJS.Timeout;
+
   constructor(
     private readonly db: Kysely<Tables>,
     private readonly writer: InvocationWriter,
     private readonly checkpointer: Checkpointer | null,
-  ) {}
+    options: SqliteStoreOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+    const log = options.log ?? (() => {});
+    this.pruneTimer = setInterval(() => {
+      this.pruneStats().catch((error: unknown) => log(`pruning statistics failed: ${(error as Error).message}`));
+    }, statsPruneIntervalMs).unref();
+  }
 
   async createFunction(fn: NewFunction): Promise<FunctionRecord> {
     const now = timestamp();
@@ -138,6 +167,7 @@ class SqliteStore implements Store {
     // Deletes the history explicitly too, so it does not rely on the foreign key pragma being on.
     return this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('invocations').where('function_id', '=', id).execute();
+      await trx.deleteFrom('invocation_stats').where('function_id', '=', id).execute();
       const { numDeletedRows } = await trx.deleteFrom('functions').where('id', '=', id).executeTakeFirst();
       return numDeletedRows > 0n;
     });
@@ -172,7 +202,33 @@ class SqliteStore implements Store {
     return count;
   }
 
+  async readStats(query: StatsQuery): Promise<KeyedBucket[]> {
+    let select = this.db
+      .selectFrom('invocation_stats')
+      .selectAll()
+      .where('resolution', '=', query.resolution)
+      .where('bucket_start', '>=', query.from)
+      .where('bucket_start', '<', query.to);
+    if (query.functionId !== undefined) select = select.where('function_id', '=', query.functionId);
+    const rows = await select.orderBy('bucket_start').orderBy('function_id').execute();
+    return rows.map(rowToBucket);
+  }
+
+  async pruneStats(nowMs = this.now()): Promise<number> {
+    let deleted = 0n;
+    for (const resolution of resolutions) {
+      const { numDeletedRows } = await this.db
+        .deleteFrom('invocation_stats')
+        .where('resolution', '=', resolution)
+        .where('bucket_start', '<', retentionCutoff(nowMs, resolution))
+        .executeTakeFirst();
+      deleted += numDeletedRows;
+    }
+    return Number(deleted);
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.pruneTimer);
     await this.checkpointer?.stop();
     await this.writer.drain();
     await this.db.destroy();

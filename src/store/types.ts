@@ -1,6 +1,8 @@
 // What the domain stores, independent of the database behind it (SQLite now, PostgreSQL later).
 import type { Runtime } from '../guest/protocol.js';
 import type { PackageInfo } from '../packages/types.js';
+import type { KeyedBucket } from '../stats/batch.js';
+import type { Resolution } from '../stats/resolutions.js';
 
 export type FunctionState = 'creating' | 'booting' | 'deploying' | 'ready' | 'error';
 export type InvocationStatus = 'success' | 'error' | 'timeout';
@@ -60,6 +62,14 @@ export class NameTakenError extends Error {
   }
 }
 
+/** Statistics buckets of one resolution with from <= start < to (unix seconds), of one function or of every one. */
+export interface StatsQuery {
+  resolution: Resolution;
+  from: number;
+  to: number;
+  functionId?: string;
+}
+
 export interface Store {
   /** Inserts; throws NameTakenError if the name is used. Timestamps are set by the store. */
   createFunction(fn: NewFunction): Promise<FunctionRecord>;
@@ -69,16 +79,24 @@ export interface Store {
   listFunctions(): Promise<FunctionRecord[]>;
   /** Applies the patch and bumps updated_at; throws NameTakenError on a name clash; undefined if gone. */
   updateFunction(id: string, patch: FunctionPatch): Promise<FunctionRecord | undefined>;
-  /** Deletes the function and all its invocation records; false if it did not exist. */
+  /** Deletes the function, all its invocation records and its statistics; false if it did not exist. */
   deleteFunction(id: string): Promise<boolean>;
   /**
-   * Records one invocation (its invoked_at becomes the function's last_invoked_at) and trims that function's
-   * history to the newest `retention` records, in one transaction, which concurrent calls may share; resolves
-   * once it is committed.
+   * Records one invocation (its invoked_at becomes the function's last_invoked_at), adds it to the function's
+   * statistics (a minute and an hour bucket) and trims that function's history to the newest `retention`
+   * records (the statistics keep it), in one transaction, which concurrent calls may share; resolves once it is
+   * committed.
    */
   recordInvocation(invocation: InvocationRecord, retention: number): Promise<void>;
   /** Newest first. */
   listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]>;
   countInvocations(functionId: string): Promise<number>;
+  /** Oldest first (by function within a start). */
+  readStats(query: StatsQuery): Promise<KeyedBucket[]>;
+  /**
+   * Deletes statistics past their retention (src/stats/resolutions.ts: minute rows 25 h, hour rows 31 days) as of
+   * `nowMs` (default: the store's clock); resolves to the number of rows deleted. Stores also prune on their own.
+   */
+  pruneStats(nowMs?: number): Promise<number>;
   close(): Promise<void>;
 }

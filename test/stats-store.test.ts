@@ -1,0 +1,189 @@
+// Invocation statistics in the SQLite store, on real database files: written with the records, kept apart from
+// their retention, pruned by age at each resolution, deleted with their function, kept across a reopen.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import Database from 'better-sqlite3';
+import { emptyBucket, summarise, type BucketSummary } from '../src/stats/bucket.js';
+import { relativeError } from '../src/stats/histogram.js';
+import { hour, minute, type Resolution } from '../src/stats/resolutions.js';
+import { totalsByFunction } from '../src/stats/series.js';
+import { openSqliteStore, type SqliteStoreOptions } from '../src/store/sqlite.js';
+import type { InvocationRecord, NewFunction, Store } from '../src/store/types.js';
+
+let dir: string;
+let next = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fnvm-stats-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const freshPath = () => join(dir, `db${next++}`, 'fnvm.sqlite');
+
+async function openStore(t: TestContext, path = freshPath(), options: SqliteStoreOptions = {}): Promise<Store> {
+  const store = await openSqliteStore(path, options);
+  t.after(() => store.close());
+  return store;
+}
+
+function newFunction(): NewFunction {
+  const id = `fn-${next++}`;
+  return {
+    id, name: id, runtime: 'node', code: 'x', handler: 'handler', env_vars: {}, timeout_seconds: 1, memory_mb: 128, vcpu: 1,
+    max_concurrency: 10, vm_id: null, guest_ip: null, port: null, state: 'ready', error: null, version: 1,
+  };
+}
+
+function invocation(functionId: string, invokedAt: number, status: InvocationRecord['status'], durationMs: number, coldStart = false): InvocationRecord {
+  const id = `inv-${next++}`;
+  return {
+    id, function_id: functionId, request_id: id, status, duration_ms: durationMs, invoked_at: new Date(invokedAt).toISOString(),
+    version: 1, cold_start: coldStart, logs: [], error: null,
+  };
+}
+
+const hours = (n: number) => n * 3600_000;
+const days = (n: number) => n * 86_400_000;
+
+/** A function's totals over every stored row of one resolution. */
+async function totals(store: Store, functionId: string, resolution: Resolution): Promise<BucketSummary> {
+  const buckets = await store.readStats({ functionId, resolution, from: 0, to: 2 ** 40 });
+  const total = totalsByFunction(buckets).get(functionId);
+  return summarise(total ?? emptyBucket());
+}
+
+function rawCount(path: string, where = '1 = 1'): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    const count = db.prepare(`SELECT count(*) FROM invocation_stats WHERE ${where}`).pluck().get();
+    assert.equal(typeof count, 'number');
+    return Number(count);
+  } finally {
+    db.close();
+  }
+}
+
+describe('statistics in the store', () => {
+  test('retention trims records, never statistics: 10 invocations with retention 2 stay 10 at both resolutions', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const now = Date.now();
+    const durations = [5, 7, 9, 11, 13, 15, 17, 19, 1000, 21];
+    const statuses: InvocationRecord['status'][] = ['success', 'error', 'success', 'success', 'error', 'success', 'success', 'success', 'timeout', 'success'];
+    for (const [i, duration] of durations.entries()) {
+      await store.recordInvocation(invocation(fn.id, now, statuses[i] ?? 'success', duration, i === 0), 2);
+    }
+    assert.equal(await store.countInvocations(fn.id), 2);
+    for (const resolution of [minute, hour]) {
+      const total = await totals(store, fn.id, resolution);
+      assert.deepEqual({ ...total, duration_ms: undefined }, { invocations: 10, errors: 3, timeouts: 1, cold_starts: 1, duration_ms: undefined }, `resolution ${resolution}`);
+      assert.equal(total.duration_ms.max, 1000);
+      assert.equal(total.duration_ms.mean, 111.7);
+      const p50 = total.duration_ms.p50 ?? NaN;
+      assert.ok(Math.abs(p50 - 13) <= relativeError * 13 + 0.0005, `p50 ${p50}: the 5th smallest is 13`);
+    }
+    // With a retention of 0 nothing is kept, and everything is still counted.
+    await store.recordInvocation(invocation(fn.id, now, 'success', 3), 0);
+    assert.equal(await store.countInvocations(fn.id), 0);
+    assert.equal((await totals(store, fn.id, minute)).invocations, 11);
+  });
+
+  test('one batch (records arriving together) is one write per bucket with every record in it', async (t) => {
+    const path = freshPath();
+    const store = await openStore(t, path);
+    const [a, b] = [await store.createFunction(newFunction()), await store.createFunction(newFunction())];
+    const now = Date.now();
+    await Promise.all(Array.from({ length: 60 }, (_, i) => store.recordInvocation(invocation(i % 3 === 0 ? b.id : a.id, now, 'success', i + 1), 1000)));
+    assert.equal((await totals(store, a.id, minute)).invocations, 40);
+    assert.equal((await totals(store, b.id, hour)).invocations, 20);
+    assert.equal(rawCount(path), 4, 'a minute and an hour row per function');
+    assert.equal((await totals(store, a.id, minute)).duration_ms.max, 60);
+  });
+
+  test('minute rows go after 25 h, hour rows after 31 days: a 26 h old bucket still counts by the hour', async (t) => {
+    const path = freshPath();
+    const store = await openStore(t, path);
+    const fn = await store.createFunction(newFunction());
+    const now = Date.now();
+    for (const [age, count] of [[0, 3], [hours(26), 2], [days(32), 4]] as const) {
+      for (let i = 0; i < count; i++) await store.recordInvocation(invocation(fn.id, now - age, 'success', 10), 1000);
+    }
+    assert.equal((await totals(store, fn.id, minute)).invocations, 9, 'written at both resolutions, whatever their age');
+    assert.equal((await totals(store, fn.id, hour)).invocations, 9);
+
+    assert.equal(await store.pruneStats(now), 3, 'the 26 h and 32 d minute rows, the 32 d hour row');
+    assert.equal((await totals(store, fn.id, minute)).invocations, 3);
+    assert.equal((await totals(store, fn.id, hour)).invocations, 5);
+    assert.equal(await store.pruneStats(now), 0);
+
+    // A store opened six days later (its clock moved, not waited for) prunes at open: the minute rows go.
+    await store.close();
+    const later = await openStore(t, path, { now: () => now + days(6) });
+    assert.equal((await totals(later, fn.id, minute)).invocations, 0);
+    assert.equal((await totals(later, fn.id, hour)).invocations, 5);
+    await later.close();
+    const muchLater = await openStore(t, path, { now: () => now + days(31) - hours(1) });
+    assert.equal((await totals(muchLater, fn.id, hour)).invocations, 3, 'the 26 h old hour is past 31 days now, the newest is not');
+  });
+
+  test('deleting a function deletes its statistics, through the store and by the foreign key', async (t) => {
+    const path = freshPath();
+    const store = await openStore(t, path);
+    const [gone, kept, dropped] = [await store.createFunction(newFunction()), await store.createFunction(newFunction()), await store.createFunction(newFunction())];
+    for (const fn of [gone, kept, dropped]) await store.recordInvocation(invocation(fn.id, Date.now(), 'success', 1), 10);
+    assert.equal(rawCount(path), 6);
+    assert.equal(await store.deleteFunction(gone.id), true);
+    assert.equal(rawCount(path, `function_id = '${gone.id}'`), 0);
+    assert.equal(rawCount(path, `function_id = '${kept.id}'`), 2);
+
+    const db = new Database(path);
+    try {
+      db.pragma('foreign_keys = ON');
+      db.prepare('DELETE FROM functions WHERE id = ?').run(dropped.id);
+    } finally {
+      db.close();
+    }
+    assert.equal(rawCount(path, `function_id = '${dropped.id}'`), 0, 'ON DELETE CASCADE');
+    assert.equal(rawCount(path), 2);
+  });
+
+  test('reopening the file keeps the statistics as they were', async (t) => {
+    const path = freshPath();
+    const first = await openStore(t, path);
+    const fn = await first.createFunction(newFunction());
+    const now = Date.now();
+    for (let i = 0; i < 50; i++) await first.recordInvocation(invocation(fn.id, now - (i % 5) * 60_000, i % 7 === 0 ? 'error' : 'success', 0.5 + i * 3.25, i === 0), 5);
+    const before = await first.readStats({ functionId: fn.id, resolution: minute, from: 0, to: 2 ** 40 });
+    const beforeTotal = await totals(first, fn.id, hour);
+    await first.close();
+
+    const reopened = await openStore(t, path);
+    assert.deepEqual(await reopened.readStats({ functionId: fn.id, resolution: minute, from: 0, to: 2 ** 40 }), before);
+    assert.deepEqual(await totals(reopened, fn.id, hour), beforeTotal);
+    assert.equal(beforeTotal.invocations, 50);
+    assert.equal(beforeTotal.errors, 8);
+    assert.ok(before.length >= 5 && before.length <= 6, `5 minutes (6 if a minute boundary fell inside): ${before.length}`);
+  });
+
+  test('readStats returns the range asked for, of one function or of all', async (t) => {
+    const store = await openStore(t);
+    const [a, b] = [await store.createFunction(newFunction()), await store.createFunction(newFunction())];
+    const start = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
+    for (let i = 0; i < 10; i++) {
+      await store.recordInvocation(invocation(a.id, start + i * 60_000, 'success', 1), 100);
+      await store.recordInvocation(invocation(b.id, start + i * 60_000 + 30_000, 'success', 1), 100);
+    }
+    const from = start / 1000 + 120;
+    const to = start / 1000 + 300;
+    const one = await store.readStats({ functionId: a.id, resolution: minute, from, to });
+    assert.deepEqual(one.map((x) => x.start), [from, from + 60, from + 120]);
+    const all = await store.readStats({ resolution: minute, from, to });
+    const [first, second] = a.id < b.id ? [a.id, b.id] : [b.id, a.id]; // by start, then function id
+    assert.deepEqual(all.map((x) => [x.start - from, x.function_id]), [[0, first], [0, second], [60, first], [60, second], [120, first], [120, second]]);
+  });
+});
