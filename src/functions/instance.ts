@@ -251,9 +251,11 @@ export class FunctionInstance {
     this.inflight++;
     clearTimeout(this.idleTimer);
     let target: { vm: Vm; deployment: Deployment } | undefined;
+    let sent = 0;
     try {
       target = await this.servingVm(waitMs);
       const { vm } = target;
+      sent = performance.now();
       const result: InvokeResult = await vm.channel.request('invoke', { request_id: requestId, event, timeout_ms: timeoutMs }, timeoutMs);
       return { ...result, cold_start: cold };
     } catch (error) {
@@ -261,7 +263,9 @@ export class FunctionInstance {
       const { vm, deployment } = target;
       if (error instanceof ChannelTimeoutError) {
         this.recycle(vm, `invocation ${requestId} exceeded its ${timeoutMs} ms timeout`);
-        return failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, deployment);
+        // The guest never said how long it ran: the time the host waited for it, as Lambda reports a timeout's.
+        const waited = Math.round((performance.now() - sent) * 1000) / 1000;
+        return { ...failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, deployment), duration_ms: waited };
       }
       if (error instanceof GuestProtocolError) {
         // Before the generic crash path: a hostile guest could print an OOM message to its console.
