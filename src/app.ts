@@ -46,7 +46,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
   }));
   const pool = new VmPool(driver, { snapshotDir: join(config.cacheDir, 'snapshots', images.hash), warm, log });
   pool.start();
-  const store = await openSqliteStore(databasePath(config));
+  const store = await openSqliteStore(databasePath(config), { log });
   const snapshots = config.snapshotDiskMb === 0 ? undefined : await FunctionSnapshots.open({
     dir: join(config.dataDir, 'snapshots'),
     driver,

@@ -22,6 +22,8 @@ test('with a token, /v1 requests need it; preflights and the console do not', as
   const ok = await fnvm.api('/v1/functions', { headers: { authorization: 'Bearer s3cret-token' } });
   assert.equal(ok.status, 200);
   assert.deepEqual(ok.body, { items: [] });
+  assert.equal((await fnvm.api('/v1/metrics')).status, 401, 'statistics too');
+  assert.deepEqual((await fnvm.api('/v1/metrics', { headers: { authorization: 'Bearer s3cret-token' } })).body.items, []);
   const preflight = await fetch(`${fnvm.url}/v1/functions`, {
     method: 'OPTIONS',
     headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'GET' },

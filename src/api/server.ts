@@ -8,6 +8,7 @@ import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
 import { bodyLimitBytes } from './limits.js';
 import { redactLine, redactUrl } from './redact.js';
+import { statsRoutes } from './stats-routes.js';
 import { webConsole } from './web.js';
 
 export interface ApiOptions {
@@ -62,6 +63,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   app.get('/v1/health', async () => options.health());
   await app.register(functionsRoutes(options.service));
   await app.register(eventsRoutes(options.service));
+  await app.register(statsRoutes(options.service));
   await app.register(webConsole);
   return app;
 }

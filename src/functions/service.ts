@@ -23,6 +23,7 @@ import { DeletedError, FunctionInstance, LoadError, type Deployment, type Invoke
 import { Limiter } from '../limiter.js';
 import { Signal } from '../signal.js';
 import { LiveVmCap } from './live-vms.js';
+import { functionMetrics, metricsSummary, type FunctionMetrics, type MetricsSummary } from './metrics.js';
 import {
   checkEnvVars, checkHandler, checkName, checkRange, decodePackage, defaultPackageHandler, defaults, handlerPattern, isUuid, limits,
   normaliseRuntime,
@@ -382,6 +383,16 @@ export class FunctionService {
       this.options.store.countInvocations(id),
     ]);
     return { items, total };
+  }
+
+  /** A function's invocation statistics over `since` in steps of `step` (metrics-range.ts says what they may be). */
+  metrics(idOrName: string, since?: string, step?: string): Promise<FunctionMetrics> {
+    return functionMetrics(this.options.store, this.get(idOrName), since, step, Date.now());
+  }
+
+  /** Every function's invocation totals since `since`, in the order of list(). */
+  metricsSummary(since?: string): Promise<MetricsSummary> {
+    return metricsSummary(this.options.store, this.list(), since, Date.now());
   }
 
   /** Stops every function VM (in-flight invocations on them fail). */
