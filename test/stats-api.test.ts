@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { relativeError } from '../src/stats/histogram.js';
 import { liveProcessCount } from '../src/vm/processes.js';
+import { normal, seededRandom } from './support/random.js';
 import { deployReady, startTestServer, type TestServer } from './support/server.js';
 
 // Sleeps as long as the event says, then throws if asked to; timeout_seconds 1 makes a long sleep a timeout.
@@ -25,18 +26,6 @@ after(async () => {
   await fnvm.stop();
   assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the server');
 });
-
-/** mulberry32, seeded: the same mix every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Planned { sleep_ms: number; fail: boolean; expect: 'success' | 'error' | 'timeout' }
 interface InvocationItem { status: string; duration_ms: number; invoked_at: string; cold_start: boolean }
@@ -86,11 +75,11 @@ describe('invocation metrics', () => {
   before(async () => {
     fn = await deployReady(fnvm, { name: 'stats-sleeper', runtime: 'node', code: sleeper, timeout_seconds: 1 });
     idle = await deployReady(fnvm, { name: 'stats-idle', runtime: 'node', code: 'async function handler() { return 1; }' });
-    const next = random(11);
+    const next = seededRandom(11);
     const quick: Planned[] = [];
     // Successes with log-normally spread sleeps (median 20 ms, a tail into the hundreds), errors after short sleeps.
     for (let i = 0; i < 48; i++) {
-      const sleep = Math.min(600, Math.round(Math.exp(Math.log(20) + 1.2 * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()))));
+      const sleep = Math.min(600, Math.round(Math.exp(Math.log(20) + 1.2 * normal(next))));
       quick.push({ sleep_ms: sleep, fail: false, expect: 'success' });
     }
     for (let i = 0; i < 10; i++) quick.push({ sleep_ms: Math.round(next() * 50), fail: true, expect: 'error' });
@@ -173,6 +162,10 @@ describe('invocation metrics', () => {
     assert.equal(hours.step_seconds, 3600);
     assert.equal(Date.parse(hours.since) % 3_600_000, 0);
     assertSameTotal(hours.total, base.total, 'since=2d (hour rows)');
+    const byHour = (await fnvm.api(`/v1/functions/${fn.id}/metrics?since=24h&step=1h`)).body;
+    assert.equal(byHour.resolution_seconds, 60);
+    assert.equal(byHour.points.length, (Date.parse(byHour.until) - Date.parse(byHour.since)) / 3_600_000);
+    assertSameTotal(byHour.total, base.total, 'since=24h&step=1h');
     const byDay = (await fnvm.api(`/v1/functions/${fn.id}/metrics?since=24h&step=1d`)).body;
     assert.equal(byDay.resolution_seconds, 3600);
     assertSameTotal(byDay.total, base.total, 'since=24h&step=1d');
@@ -180,7 +173,7 @@ describe('invocation metrics', () => {
 
   test('/v1/metrics: every function, in the list\'s order, with its totals and error rate', async () => {
     const list = (await fnvm.api('/v1/functions')).body.items.map((item: any) => item.id);
-    for (const query of ['', '?since=15m', '?since=3d']) {
+    for (const query of ['', '?since=15m', '?since=24h', '?since=3d']) {
       const { status, body } = await fnvm.api(`/v1/metrics${query}`);
       assert.equal(status, 200, JSON.stringify(body));
       assert.deepEqual(Object.keys(body), ['since', 'until', 'items']);

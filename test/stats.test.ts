@@ -9,23 +9,8 @@ import { countInvocation, emptyBucket, mergeBucket, summarise, type StatsBucket 
 import {
   addTo, binCount, decodeHistogram, emptyHistogram, encodeHistogram, maxCountedMs, mergeInto, quantile, relativeError, type Histogram,
 } from '../src/stats/histogram.js';
-import { toSeries } from '../src/stats/series.js';
-
-/** mulberry32: a small seeded generator, so a failure replays. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function normal(next: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-}
+import { seriesReads, toSeries, totalsReads } from '../src/stats/series.js';
+import { normal, seededRandom as random } from './support/random.js';
 
 /** Durations to the microsecond, as invocation records carry them. */
 const micros = (ms: number) => Math.round(ms * 1000) / 1000;
@@ -187,6 +172,33 @@ describe('buckets and series', () => {
     ]);
     assert.deepEqual(points[1], { time: '2026-12-01T10:05:00.000Z', invocations: 0, errors: 0, timeouts: 0, cold_starts: 0, duration_ms: { p50: null, p95: null, p99: null, max: null, mean: null } });
     assert.deepEqual(total, summarise(bucketOf([1, 2, 3, 10, 100, 200])));
+  });
+});
+
+describe('which rows a query reads', () => {
+  const at = (iso: string) => Date.parse(iso) / 1000;
+
+  test('totals: whole hours from hour rows, the minutes at either end from minute rows', () => {
+    assert.deepEqual(totalsReads(at('2026-11-30T10:17:00Z'), at('2026-12-01T10:18:00Z'), 60), [
+      { resolution: 60, from: at('2026-11-30T10:17:00Z'), to: at('2026-11-30T11:00:00Z') },
+      { resolution: 3600, from: at('2026-11-30T11:00:00Z'), to: at('2026-12-01T10:00:00Z') },
+      { resolution: 60, from: at('2026-12-01T10:00:00Z'), to: at('2026-12-01T10:18:00Z') },
+    ]);
+    assert.deepEqual(totalsReads(at('2026-12-01T09:00:00Z'), at('2026-12-01T10:00:00Z'), 60), [
+      { resolution: 3600, from: at('2026-12-01T09:00:00Z'), to: at('2026-12-01T10:00:00Z') },
+    ]);
+    assert.deepEqual(totalsReads(at('2026-12-01T09:17:00Z'), at('2026-12-01T10:18:00Z'), 60), [
+      { resolution: 60, from: at('2026-12-01T09:17:00Z'), to: at('2026-12-01T10:18:00Z') },
+    ], 'no whole hour inside');
+    assert.deepEqual(totalsReads(at('2026-11-01T10:00:00Z'), at('2026-12-01T11:00:00Z'), 3600), [
+      { resolution: 3600, from: at('2026-11-01T10:00:00Z'), to: at('2026-12-01T11:00:00Z') },
+    ]);
+  });
+
+  test('series: hour rows when the steps are whole hours, else the resolution\'s rows', () => {
+    const range = { since: at('2026-11-30T10:00:00Z'), until: at('2026-12-01T11:00:00Z'), resolution: 60 } as const;
+    assert.deepEqual(seriesReads({ ...range, step: 3600 }), [{ resolution: 3600, from: range.since, to: range.until }]);
+    assert.deepEqual(seriesReads({ ...range, step: 300 }), [{ resolution: 60, from: range.since, to: range.until }]);
   });
 });
 

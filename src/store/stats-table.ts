@@ -2,21 +2,15 @@
 // writer's transaction (a read of the stored bucket, a merge, one write; no other writer can come between).
 import type Database from 'better-sqlite3';
 import type { KeyedBucket } from '../stats/batch.js';
-import { mergeBucket } from '../stats/bucket.js';
+import { mergeBucket, type StatsBucket } from '../stats/bucket.js';
 import { decodeHistogram, encodeHistogram } from '../stats/histogram.js';
 import { isResolution } from '../stats/resolutions.js';
 
-export interface StatsRow {
+/** A bucket as a row: its key, its counts, its histogram in the stored form. */
+export interface StatsRow extends Omit<StatsBucket, 'histogram'> {
   function_id: string;
   resolution: number;
   bucket_start: number;
-  invocations: number;
-  errors: number;
-  timeouts: number;
-  cold_starts: number;
-  duration_sum: number;
-  duration_min: number;
-  duration_max: number;
   histogram: string;
 }
 
