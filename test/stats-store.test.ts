@@ -10,6 +10,7 @@ import { emptyBucket, summarise, type BucketSummary } from '../src/stats/bucket.
 import { relativeError } from '../src/stats/histogram.js';
 import { hour, minute, type Resolution } from '../src/stats/resolutions.js';
 import { totalsByFunction } from '../src/stats/series.js';
+import { functionMetrics, metricsSummary } from '../src/functions/metrics.js';
 import { openSqliteStore, type SqliteStoreOptions } from '../src/store/sqlite.js';
 import type { InvocationRecord, NewFunction, Store } from '../src/store/types.js';
 
@@ -185,5 +186,38 @@ describe('statistics in the store', () => {
     const all = await store.readStats({ resolution: minute, from, to });
     const [first, second] = a.id < b.id ? [a.id, b.id] : [b.id, a.id]; // by start, then function id
     assert.deepEqual(all.map((x) => [x.start - from, x.function_id]), [[0, first], [0, second], [60, first], [60, second], [120, first], [120, second]]);
+  });
+
+  test('hour rows are exactly their minutes merged: series and totals read from either agree', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const other = await store.createFunction(newFunction());
+    const now = Date.now();
+    const recorded: InvocationRecord[] = [];
+    for (let i = 0; i < 400; i++) {
+      const record = invocation(i % 4 === 0 ? other.id : fn.id, now - i * 37_000, i % 9 === 0 ? 'timeout' : i % 5 === 0 ? 'error' : 'success', 1 + ((i * 7919) % 1000) / 7, i % 11 === 0);
+      recorded.push(record);
+      await store.recordInvocation(record, 10);
+    }
+    // 400 records 37 s apart: about 4 h, so whole hours inside and minutes at both ends.
+    const byMinutes = await totals(store, fn.id, minute);
+    const summary = await metricsSummary(store, [fn, other], '24h', now);
+    const { function_id: _id, name: _name, error_rate: _rate, ...fromPlan } = summary.items[0] ?? assert.fail('no item');
+    assert.deepEqual({ ...fromPlan, duration_ms: { ...fromPlan.duration_ms, mean: null } }, { ...byMinutes, duration_ms: { ...byMinutes.duration_ms, mean: null } });
+    assert.ok(Math.abs((fromPlan.duration_ms.mean ?? NaN) - (byMinutes.duration_ms.mean ?? NaN)) <= 0.001);
+    assert.equal(fromPlan.invocations, recorded.filter((r) => r.function_id === fn.id).length);
+
+    const hourly = await functionMetrics(store, fn, '24h', '1h', now);
+    const minutely = await functionMetrics(store, fn, '24h', '60', now);
+    assert.equal(hourly.resolution_seconds, 60, 'the step rules of a range within 24 h');
+    for (const point of hourly.points) {
+      const start = Date.parse(point.time);
+      const minutes = minutely.points.filter((p) => Date.parse(p.time) >= start && Date.parse(p.time) < start + 3600_000);
+      assert.equal(point.invocations, minutes.reduce((sum, p) => sum + p.invocations, 0), point.time);
+      assert.equal(point.errors, minutes.reduce((sum, p) => sum + p.errors, 0), point.time);
+      assert.equal(point.duration_ms.max, minutes.reduce<number | null>((max, p) => (p.duration_ms.max === null ? max : Math.max(max ?? 0, p.duration_ms.max)), null), point.time);
+    }
+    assert.equal(hourly.total.invocations, minutely.total.invocations);
+    assert.deepEqual(hourly.total.duration_ms.p99, minutely.total.duration_ms.p99);
   });
 });

@@ -1,8 +1,8 @@
 // Per-function invocation statistics as the API answers them: a function's time series, and every function's
 // totals over a range (the console's list). The buckets come from the store; folding them is src/stats.
-import { summarise, type BucketSummary, type DurationSummary } from '../stats/bucket.js';
-import { emptyBucket } from '../stats/bucket.js';
-import { isoOf, toSeries, totalsByFunction, type SeriesPoint } from '../stats/series.js';
+import type { KeyedBucket } from '../stats/batch.js';
+import { emptyBucket, summarise, type BucketSummary, type DurationSummary } from '../stats/bucket.js';
+import { isoOf, seriesReads, toSeries, totalsByFunction, totalsReads, type RowRange, type SeriesPoint } from '../stats/series.js';
 import type { FunctionRecord, Store } from '../store/types.js';
 import { seriesRange, totalsRange } from './metrics-range.js';
 
@@ -37,8 +37,7 @@ export interface MetricsSummary {
 
 export async function functionMetrics(store: Store, record: FunctionRecord, since: string | undefined, step: string | undefined, nowMs: number): Promise<FunctionMetrics> {
   const range = seriesRange(since, step, nowMs);
-  const buckets = await store.readStats({ functionId: record.id, resolution: range.resolution, from: range.since, to: range.until });
-  const { points, total } = toSeries(buckets, range);
+  const { points, total } = toSeries(await read(store, seriesReads(range), record.id), range);
   return {
     function_id: record.id,
     name: record.name,
@@ -54,7 +53,7 @@ export async function functionMetrics(store: Store, record: FunctionRecord, sinc
 /** One item per function of `records`, in their order; zeros for one without invocations in the range. */
 export async function metricsSummary(store: Store, records: readonly FunctionRecord[], since: string | undefined, nowMs: number): Promise<MetricsSummary> {
   const range = totalsRange(since, nowMs);
-  const totals = totalsByFunction(await store.readStats({ resolution: range.resolution, from: range.since, to: range.until }));
+  const totals = totalsByFunction(await read(store, totalsReads(range.since, range.until, range.resolution)));
   const items = records.map((record): MetricsSummaryItem => {
     const { invocations, errors, timeouts, cold_starts, duration_ms } = summarise(totals.get(record.id) ?? emptyBucket());
     return {
@@ -69,4 +68,9 @@ export async function metricsSummary(store: Store, records: readonly FunctionRec
     };
   });
   return { since: isoOf(range.since), until: isoOf(range.until), items };
+}
+
+async function read(store: Store, reads: RowRange[], functionId?: string): Promise<KeyedBucket[]> {
+  const parts = await Promise.all(reads.map((r) => store.readStats({ ...r, functionId })));
+  return parts.flat();
 }
