@@ -1,6 +1,7 @@
 // One function: live state (its own event stream), code (or package) and settings with hot reload, invoke, history.
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health, type InvokeResult } from './api';
+import { takeCreated } from './created';
 import { FunctionForm, type Submission } from './FunctionForm';
 import { History } from './History';
 import { InvokePanel } from './InvokePanel';
@@ -9,10 +10,6 @@ import { linkTo, navigate } from './router';
 import { ConfirmDialog, ErrorBox, formatTime, isNewer, StateBadge, timeAgo, useNow } from './ui';
 
 const steps = ['creating', 'booting', 'deploying', 'ready'] as const;
-
-/** Functions this page just created: their detail page shows the deployment even if it was already done. */
-const justCreated = new Set<string>();
-export const markCreated = (id: string) => justCreated.add(id);
 
 /** The live deployment indicator: steps while it deploys, the error in full if it failed. */
 function DeployStatus({ fn, since, onTestInvoke }: { fn: FunctionRecord; since: string | null; onTestInvoke: () => void }) {
@@ -109,7 +106,7 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   const accept = useCallback((item: FunctionRecord) => {
     setFn((current) => (current && current.id === item.id && !isNewer(item, current) ? current : item));
     // Remember when a deployment we watched began, to say how long it took.
-    if (justCreated.delete(item.id)) setDeploySince(item.created_at);
+    if (takeCreated(item.id)) setDeploySince(item.created_at);
     else if (inProgress(item.state)) setDeploySince((since) => since ?? item.updated_at);
   }, []);
 
