@@ -164,9 +164,9 @@ describe('web console', () => {
     await detail.getByText('v2 shouting').waitFor();
     await detail.getByText('"shout": "ADA"').waitFor();
 
-    // A page size of 10 with 12 invocations: two pages, the second with the oldest two.
+    // A page size of 10 with 12 invocations: two pages, the second with the oldest two. The history follows the
+    // invocations live: no refresh.
     for (let n = 0; n < 9; n++) await invoke({ name: `n${n}` }, `"shout": "N${n}"`);
-    await page.getByRole('button', { name: 'Refresh' }).click();
     await page.getByTestId('page-range').filter({ hasText: '1–10' }).waitFor();
     await page.getByRole('button', { name: 'Older →' }).click();
     await page.getByTestId('page-range').filter({ hasText: '11–12' }).waitFor();

@@ -1,13 +1,17 @@
 // One function: live state (its own event stream), code (or package) and settings with hot reload, invoke, history.
-import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
-import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health, type InvokeResult } from './api';
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health } from './api';
 import { takeCreated } from './created';
 import { FunctionForm, type Submission } from './FunctionForm';
 import { History } from './History';
+import { useInvocationFeed } from './invocation-feed';
 import { InvokePanel } from './InvokePanel';
 import { PackageView } from './PackageView';
 import { linkTo, navigate } from './router';
 import { ConfirmDialog, ErrorBox, formatTime, isNewer, StateBadge, timeAgo, useNow } from './ui';
+
+// The charts are a chunk of their own (uPlot), loaded with the page but not holding it up.
+const MetricsCharts = lazy(() => import('./MetricsCharts'));
 
 const steps = ['creating', 'booting', 'deploying', 'ready'] as const;
 
@@ -100,7 +104,6 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   const [deploySince, setDeploySince] = useState<string | null>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [testInvoke, setTestInvoke] = useState(0);
-  const [historyRefresh, setHistoryRefresh] = useState(0);
   const now = useNow();
 
   const accept = useCallback((item: FunctionRecord) => {
@@ -112,6 +115,12 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
 
   // The first load tells a 404 apart; then the function's own event stream keeps it current.
   const functionId = fn?.id;
+  // One follow stream of new invocation records for the history and the charts.
+  const feed = useInvocationFeed(functionId);
+  // last_invoked_at changes without a function event: it is the invoked_at of the record committed last.
+  useEffect(() => feed.subscribe({
+    onRecord: (record) => setFn((current) => current && { ...current, last_invoked_at: record.invoked_at }),
+  }), [feed]);
   useEffect(() => {
     let current = true;
     setFn(null);
@@ -178,11 +187,6 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
     if (fn.state === 'error') setDeploySince(null);
     accept(await api.update(fn.id, patch));
   };
-  const invoked = (_result: InvokeResult) => {
-    setHistoryRefresh((n) => n + 1);
-    // last_invoked_at changes without an event; one read after our own invoke keeps the page true.
-    api.get(fn.id).then(accept, () => {});
-  };
 
   return (
     <section className="page detail">
@@ -216,11 +220,14 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
           </section>
         )}
         <div className="side">
-          <InvokePanel fn={fn} trigger={testInvoke} onInvoked={invoked} />
+          <InvokePanel fn={fn} trigger={testInvoke} />
           <Details fn={fn} health={health} now={now} />
         </div>
       </div>
-      <History functionId={fn.id} refresh={historyRefresh} />
+      <Suspense fallback={<section className="card metrics"><h2>Metrics</h2><p className="muted">Loading…</p></section>}>
+        <MetricsCharts functionId={fn.id} feed={feed} />
+      </Suspense>
+      <History functionId={fn.id} feed={feed} />
       {confirmDelete && (
         <ConfirmDialog title={`Delete ${fn.name}?`} confirmLabel="Delete" onClose={() => setConfirmDelete(false)}
           onConfirm={async () => {
