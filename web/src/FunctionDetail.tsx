@@ -117,9 +117,17 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   const functionId = fn?.id;
   // One follow stream of new invocation records for the history and the charts.
   const feed = useInvocationFeed(functionId);
+  // The top bar's dot: live while both streams are up.
+  const [eventsLive, setEventsLive] = useState<boolean | null>(null);
+  const [feedLive, setFeedLive] = useState<boolean | null>(null);
+  useEffect(() => {
+    if (eventsLive !== null && feedLive !== null) onConnection(eventsLive && feedLive);
+    else if (eventsLive === false || feedLive === false) onConnection(false);
+  }, [eventsLive, feedLive, onConnection]);
   // last_invoked_at changes without a function event: it is the invoked_at of the record committed last.
   useEffect(() => feed.subscribe({
     onRecord: (record) => setFn((current) => current && { ...current, last_invoked_at: record.invoked_at }),
+    onConnection: setFeedLive,
   }), [feed]);
   useEffect(() => {
     let current = true;
@@ -139,13 +147,13 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   useEffect(() => {
     if (!functionId) return;
     return watch(functionId, {
-      onConnection,
+      onConnection: setEventsLive,
       onChange: (change) => {
         if (change.type === 'deleted') setDeleted(true);
         else accept(change.item);
       },
     });
-  }, [functionId, accept, onConnection]);
+  }, [functionId, accept]);
 
   useEffect(() => {
     if (fn) document.title = `${fn.name} · fnvm`;

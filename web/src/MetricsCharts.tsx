@@ -18,9 +18,17 @@ const axis = { stroke: '#5f6b7a', grid, ticks: { stroke: '#d9dee5', width: 1 }, 
 /** Tick steps of a count axis: whole numbers only. */
 const wholeSteps = [1, 2, 5].flatMap((m) => [1, 10, 100, 1000, 10_000, 100_000, 1_000_000].map((e) => m * e)).sort((a, b) => a - b);
 
+const pad = (n: number) => String(n).padStart(2, '0');
+/** A time tick: "14:05", or the date at midnight ("3 Dec"), in the browser's zone. */
+function clockTick(seconds: number): string {
+  const at = new Date(seconds * 1000);
+  if (at.getHours() === 0 && at.getMinutes() === 0) return at.toLocaleDateString('en-GB', { day: 'numeric', month: 'short' });
+  return `${pad(at.getHours())}:${pad(at.getMinutes())}`;
+}
+
 function timeAxes(yLabel: string, yValue: (v: number) => string, incrs?: number[]): uPlot.Axis[] {
   return [
-    { ...axis, label: `Local time (${localZone()})`, labelSize: 22 },
+    { ...axis, label: `Local time (${localZone()})`, labelSize: 22, values: (_u, splits) => splits.map(clockTick) },
     { ...axis, label: yLabel, labelSize: 22, size: 56, values: (_u, splits) => splits.map(yValue), ...(incrs ? { incrs } : {}) },
   ];
 }
@@ -35,9 +43,10 @@ function countOptions(range: Range): ChartOptions {
     scales: { x: xScale(range), y: { range: (_u, _min, max) => [0, Math.max(1, Math.ceil(max * 1.1))] } },
     axes: timeAxes(`invocations / ${range.per}`, String, wholeSteps),
     series: [
-      { label: 'Step', value: '{YYYY}-{MM}-{DD} {HH}:{mm}' },
-      { label: 'Invocations', stroke: colours.invocations, fill: colours.invocations, paths: bars, points: { show: false }, value: count },
-      { label: 'Errors', stroke: colours.errors, fill: colours.errors, paths: bars, points: { show: false }, value: count },
+      { label: 'Time', value: '{YYYY}-{MM}-{DD} {HH}:{mm}' },
+      // Filled bars without an outline, so a step without invocations draws nothing; errors over invocations.
+      { label: 'Invocations', stroke: colours.invocations, fill: colours.invocations, width: 0, paths: bars, points: { show: false }, value: count },
+      { label: 'Errors', stroke: colours.errors, fill: colours.errors, width: 0, paths: bars, points: { show: false }, value: count },
     ],
   };
 }
@@ -48,7 +57,7 @@ function latencyOptions(range: Range): ChartOptions {
   return {
     scales: { x: xScale(range), y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     axes: timeAxes('duration (ms)', (v) => String(Number(v.toPrecision(3)))),
-    series: [{ label: 'Step', value: '{YYYY}-{MM}-{DD} {HH}:{mm}' }, line('p50', colours.p50), line('p99', colours.p99)],
+    series: [{ label: 'Time', value: '{YYYY}-{MM}-{DD} {HH}:{mm}' }, line('p50', colours.p50), line('p99', colours.p99)],
   };
 }
 

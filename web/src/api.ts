@@ -274,15 +274,19 @@ export function watch(
  */
 export function followInvocations(
   functionId: string,
-  handlers: { onRecord: (record: InvocationRecord) => void; onOpen?: () => void; onDeleted?: () => void },
+  handlers: { onRecord: (record: InvocationRecord) => void; onOpen?: () => void; onConnection?: (live: boolean) => void; onDeleted?: () => void },
   retryMs = 5000,
 ): () => void {
   let source: EventSource;
   let retry: ReturnType<typeof setTimeout> | undefined;
   const open = () => {
     source = new EventSource(streamUrl(`${fn(functionId)}/logs?follow=true`));
-    source.addEventListener('open', () => handlers.onOpen?.());
+    source.addEventListener('open', () => {
+      handlers.onConnection?.(true);
+      handlers.onOpen?.();
+    });
     source.addEventListener('error', () => {
+      handlers.onConnection?.(false);
       if (source.readyState === EventSource.CLOSED) retry = setTimeout(open, retryMs);
     });
     source.addEventListener('invocation', (event) => handlers.onRecord(JSON.parse((event as MessageEvent<string>).data) as InvocationRecord));

@@ -8,6 +8,8 @@ export interface FeedListener {
   onRecord?: (record: InvocationRecord) => void;
   /** The stream (re)connected. Records committed while it was down are not sent: reload what you show. */
   onOpen?: () => void;
+  /** The stream is up (true) or down and being retried (false). */
+  onConnection?: (live: boolean) => void;
 }
 
 export class InvocationFeed {
@@ -31,6 +33,10 @@ export class InvocationFeed {
       onOpen: () => {
         this.open = true;
         this.listeners.forEach((listener) => listener.onOpen?.());
+      },
+      onConnection: (live) => {
+        if (!live) this.open = false;
+        this.listeners.forEach((listener) => listener.onConnection?.(live));
       },
       onDeleted: () => (this.open = false),
     });
