@@ -8,6 +8,8 @@ import { buildApi } from './api/server.js';
 import { databasePath, type Config } from './config.js';
 import { FunctionService } from './functions/service.js';
 import { ensureImages } from './images/build.js';
+import { logInvocations } from './observability/invocation-log.js';
+import { PrometheusMetrics } from './observability/prometheus.js';
 import { PackageStore } from './packages/store.js';
 import { openSqliteStore } from './store/sqlite.js';
 import { createQemuDriver } from './vm/driver.js';
@@ -85,14 +87,17 @@ export async function startServer(config: Config, startupLog: (message: string) 
     images: images.versions,
     functions: service.list().length,
   });
+  const metrics = new PrometheusMetrics({ service, pool, driver });
   const app = await buildApi({
     service,
     health,
+    metrics: () => metrics.scrape(),
     corsOrigins: config.corsOrigins,
     logLevel: config.logLevel,
     apiToken: config.apiToken,
   });
   sink = (message) => app.log.info(message);
+  logInvocations(service.activity, app.log);
   const url = await app.listen({ host: config.host, port: config.port });
   return {
     app,

@@ -6,52 +6,10 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { maxBacklogBytes } from '../src/api/events-routes.js';
+import { maxBacklogBytes } from '../src/api/sse.js';
 import { startCli, type CliServer } from './support/cli.js';
+import { follow, until, type Sse } from './support/sse.js';
 import { startTestServer, waitForState, type TestServer } from './support/server.js';
-
-interface Sse {
-  events: Array<{ event: string; data: string }>;
-  /** Settles when the server ends the stream: resolves on a clean end, rejects if it broke. */
-  ended: Promise<void>;
-  abort(): void;
-}
-
-/** A client that reads every event as it arrives, like EventSource. */
-async function follow(url: string): Promise<Sse> {
-  const controller = new AbortController();
-  const response = await fetch(url, { signal: controller.signal });
-  assert.equal(response.status, 200, `${url}: ${response.status}`);
-  assert.ok(response.body);
-  const events: Sse['events'] = [];
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  const ended = (async () => {
-    let buffer = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event !== undefined && data !== undefined) events.push({ event, data });
-      }
-    }
-  })();
-  ended.catch(() => {}); // observed by the tests that care
-  return { events, ended, abort: () => controller.abort() };
-}
-
-async function until(what: string, probe: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /**
  * Opens `path` over raw TCP and stops reading once the response has started. Node cannot shrink SO_RCVBUF,
@@ -155,7 +113,7 @@ describe('the real server (node dist/src/cli.js serve)', () => {
     const answers: Array<[string, RequestInit, number]> = [
       [`/v1/events?access_token=${wrong}`, {}, 401],
       [`/v1/functions/nope/events?access_token=${secret}`, {}, 404],
-      [`/v1/functions/nope/events/extra?access_token=${secret}`, {}, 404], // no such route (GET)
+      [`/v1/functions/nope/events/extra?access_token=${secret}`, {}, 401], // not a stream: a query token is not taken
       [`/v1/nope/events?access_token=${secret}`, { method: 'POST' }, 404], // no such route (the 404 handler)
       ['/v1/functions', { headers: { authorization: `Bearer ${wrongHeader}` } }, 401],
       ['/v1/functions', { headers: { authorization: `Bearer ${secret}` } }, 200],

@@ -6,6 +6,7 @@ import { beforeEach, describe, test } from 'node:test';
 import { ChannelClosedError, ChannelTimeoutError, type GuestChannel } from '../src/guest/channel.js';
 import { DeletedError, FunctionInstance, InvalidTransitionError, retryBackoff, transitions, type Deployment, type InstanceHost } from '../src/functions/instance.js';
 import { LiveVmCap, NoRoomError } from '../src/functions/live-vms.js';
+import { hungGuest, outOfMemory } from '../src/vm/diagnose.js';
 import type { Vm, VmState } from '../src/vm/driver.js';
 import type { VmSpec } from '../src/vm/spec.js';
 
@@ -696,5 +697,21 @@ describe('the live VM cap', () => {
     assert.deepEqual(slept, ['b', 'c'], 'c went once it was idle');
     cap.used('zz'); // not a holder: no effect
     assert.equal(cap.live, 2);
+  });
+});
+
+describe('replacement causes', () => {
+  test('a VM failure is reported as out of memory, hung or crashed, as the VM layer words it', async () => {
+    const causes: string[] = [];
+    const pool = new FakePool();
+    const instance = new FunctionInstance('fn', pool, { onVm: () => {}, onRetrying: () => {}, onReplaced: (cause) => causes.push(cause), log: () => {} }, 0);
+    await instance.exclusive(() => instance.deploy(deployment(1), async () => {}));
+    const reasons = [`${outOfMemory} (QEMU exited (code 0))`, `${hungGuest}: no answer to ping in 10000 ms`, 'QEMU exited (signal SIGKILL)', 'the runtime process exited (QEMU exited (code 0))'];
+    for (const [n, reason] of reasons.entries()) {
+      pool.vm(n + 1).fail(reason);
+      await until(`replacement ${n + 1}`, () => instance.state.kind === 'serving' && pool.vms.length === n + 2);
+    }
+    assert.deepEqual(causes, ['oom', 'hang', 'crash', 'crash']);
+    await instance.stop();
   });
 });

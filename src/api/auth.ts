@@ -11,13 +11,23 @@ function sameSecret(given: string, expected: string): boolean {
 
 export function requireToken(app: FastifyInstance, token: string): void {
   app.addHook('onRequest', async (request, reply) => {
-    if (request.method === 'OPTIONS' || !request.url.startsWith('/v1/')) return;
+    if (request.method === 'OPTIONS' || !(request.url.startsWith('/v1/') || isPath(request.url, '/metrics'))) return;
     const header = request.headers.authorization ?? '';
     const fromHeader = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
-    const fromQuery = request.url.includes('/events') ? new URL(request.url, 'http://x').searchParams.get('access_token') ?? '' : '';
+    const url = new URL(request.url, 'http://x');
+    const fromQuery = isEventStream(url) ? url.searchParams.get('access_token') ?? '' : '';
     if (sameSecret(fromHeader || fromQuery, token)) return;
     return reply.status(401).header('www-authenticate', 'Bearer').send({ error: 'missing or invalid bearer token' });
   });
+}
+
+function isPath(url: string, path: string): boolean {
+  return url === path || url.startsWith(`${path}?`);
+}
+
+/** The streams a browser opens with EventSource: events, and a function's logs when followed. */
+function isEventStream(url: URL): boolean {
+  return url.pathname.endsWith('/events') || (url.pathname.endsWith('/logs') && url.searchParams.get('follow') === 'true');
 }
 
 const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;

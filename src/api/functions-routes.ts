@@ -6,12 +6,15 @@ import { invalid, tooLarge } from '../functions/errors.js';
 import { nestsDeeperThan } from '../json-depth.js';
 import type { FunctionInput, FunctionService } from '../functions/service.js';
 import { bodyLimitBytes, definitionBodyLimitBytes } from './limits.js';
+import { followInvocations } from './logs-stream.js';
 import { createBody, updateBody } from './schemas.js';
+import { EventStreams } from './sse.js';
 
 type IdParams = { Params: { id: string } };
 
 export function functionsRoutes(service: FunctionService) {
   return async (app: FastifyInstance): Promise<void> => {
+    const streams = new EventStreams(app);
     const definition = { bodyLimit: definitionBodyLimitBytes, preHandler: onlyPackagesAreLarge };
     app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody }, ...definition }, async (request) => {
       const record = await service.create(request.body);
@@ -53,7 +56,11 @@ export function functionsRoutes(service: FunctionService) {
       return reply.type('application/json; charset=utf-8').send(answerJson(answer));
     });
 
-    app.get<IdParams & { Querystring: Record<string, string | undefined> }>('/v1/functions/:id/logs', async (request) => {
+    app.get<IdParams & { Querystring: Record<string, string | undefined> }>('/v1/functions/:id/logs', async (request, reply) => {
+      if (isFollow(request.query.follow)) {
+        const backlog = queryInt(request.query.limit, 'limit', 0, 0, 1000);
+        return followInvocations(service, streams, request.params.id, backlog, reply);
+      }
       const limit = queryInt(request.query.limit, 'limit', 100, 1, 1000);
       const offset = queryInt(request.query.offset, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
       return service.invocations(request.params.id, limit, offset);
@@ -89,4 +96,11 @@ function queryInt(raw: string | undefined, name: string, fallback: number, min: 
   const value = Number(raw);
   if (!/^\d+$/.test(raw) || value < min || value > max) throw invalid(`${name} must be an integer from ${min} to ${max}`);
   return value;
+}
+
+/** `follow=true` streams; `false` or absent answers a page; anything else is a client bug worth a 400. */
+function isFollow(raw: string | undefined): boolean {
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw invalid('follow must be true or false');
 }

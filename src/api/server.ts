@@ -16,8 +16,10 @@ export interface ApiOptions {
   /** Allowed browser origins: exact origins, or '*' for any. Empty: any localhost origin. */
   corsOrigins: string[];
   logLevel: string;
-  /** When set, every /v1 request needs `Authorization: Bearer <token>`. */
+  /** When set, every /v1 request (and /metrics) needs `Authorization: Bearer <token>`. */
   apiToken?: string;
+  /** The Prometheus exposition of this server's metrics. */
+  metrics: () => Promise<{ contentType: string; text: string }>;
 }
 
 const localhostOrigin = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
@@ -60,6 +62,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     methods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
   });
   app.get('/v1/health', async () => options.health());
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, text } = await options.metrics();
+    return reply.type(contentType).send(text);
+  });
   await app.register(functionsRoutes(options.service));
   await app.register(eventsRoutes(options.service));
   await app.register(webConsole);

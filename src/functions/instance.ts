@@ -9,7 +9,8 @@ import { Signal } from '../signal.js';
 import type { LiveVmCap } from './live-vms.js';
 import type { Vm } from '../vm/driver.js';
 import type { VmPool } from '../vm/pool.js';
-import { outOfMemory } from '../vm/diagnose.js';
+import { failureCause, outOfMemory } from '../vm/diagnose.js';
+import type { ReplacementCause } from './activity.js';
 import { specKey, type VmSpec } from '../vm/spec.js';
 
 /** An idle VM is pinged this often; no answer in time means its guest hung, and it is replaced. */
@@ -62,6 +63,8 @@ export interface InstanceEvents {
   onVm(vm: Vm | null, initMs: number | null): void;
   /** No VM could be started and another try is scheduled (the reason), or one finally was (null). */
   onRetrying(reason: string | null): void;
+  /** The serving VM was taken out of service, for `cause`, and a new one is on its way. */
+  onReplaced?(cause: ReplacementCause): void;
   log(message: string): void;
 }
 
@@ -203,7 +206,7 @@ export class FunctionInstance {
       await this.load(state.vm, deployment);
     } catch (error) {
       // No answer in time: the agent may still swap in the new code, which the caller will not store. Replaced.
-      if (error instanceof ChannelTimeoutError) this.recycle(state.vm, `loading version ${deployment.version} got no answer: ${error.message}`);
+      if (error instanceof ChannelTimeoutError) this.recycle(state.vm, `loading version ${deployment.version} got no answer: ${error.message}`, 'hang');
       throw error;
     }
     // Its VM failed (and is being replaced with what it ran) or the function was deleted: the update did not happen.
@@ -260,12 +263,12 @@ export class FunctionInstance {
       if (!target) throw error;
       const { vm, deployment } = target;
       if (error instanceof ChannelTimeoutError) {
-        this.recycle(vm, `invocation ${requestId} exceeded its ${timeoutMs} ms timeout`);
+        this.recycle(vm, `invocation ${requestId} exceeded its ${timeoutMs} ms timeout`, 'timeout');
         return failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, deployment);
       }
       if (error instanceof GuestProtocolError) {
         // Before the generic crash path: a hostile guest could print an OOM message to its console.
-        this.recycle(vm, error.message);
+        this.recycle(vm, error.message, 'protocol');
         return failure('error', 'ProtocolError', `the function's VM broke the guest protocol and was replaced: ${error.message}`, cold, deployment);
       }
       if (error instanceof GuestRequestError) {
@@ -422,10 +425,11 @@ export class FunctionInstance {
   }
 
   /** A VM died or overran a deadline: if it is the one serving, it is stopped and replaced (once). */
-  private recycle(vm: Vm, reason: string): void {
+  private recycle(vm: Vm, reason: string, cause: ReplacementCause): void {
     const state = this.current;
     if (serving(state)?.vm !== vm) return; // already out of service: drained, stopped or never attached
     this.events.log(`function ${this.functionId}: replacing VM ${vm.id}: ${reason}`);
+    this.events.onReplaced?.(cause);
     if (state.kind === 'moving') this.transition({ ...state, vm: null, lost: reason }); // the move yields the replacement
     else if (state.kind === 'serving') this.replace(state.deployment, reason);
   }
@@ -485,7 +489,7 @@ export class FunctionInstance {
 
   private attached(vm: Vm): void {
     vm.startWatchdog(watchdog.intervalMs, watchdog.timeoutMs);
-    vm.onFailure((reason) => this.recycle(vm, reason));
+    vm.onFailure((reason) => this.recycle(vm, reason, failureCause(reason)));
     if (this.inflight === 0) this.armIdleTimer(); // a deployed function that is never invoked sleeps too
     this.events.onVm(vm, this.initTimes.get(vm) ?? null);
     if (this.troubled) {

@@ -18,6 +18,7 @@ import type { FunctionSnapshots } from '../vm/function-snapshots.js';
 import type { VmPool } from '../vm/pool.js';
 import { specKey, type NetworkMode } from '../vm/spec.js';
 import { PackageError, type PackageFile, type PackageInfo, type PackageRepository } from '../packages/types.js';
+import { Activity } from './activity.js';
 import { busy, conflict, FunctionError, invalid, notFound, tooLarge, unavailable } from './errors.js';
 import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome, type SnapStart } from './instance.js';
 import { Limiter } from '../limiter.js';
@@ -87,6 +88,8 @@ export type FunctionChange = { item: FunctionRecord } | { deleted: string };
 export class FunctionService {
   /** Emits 'change' with a FunctionChange after every stored change. */
   readonly changes = new EventEmitter().setMaxListeners(0);
+  /** Invocations, throttles, deployments and VM replacements, for metrics and live logs. */
+  readonly activity = new Activity();
   private readonly records = new Map<string, FunctionRecord>();
   private readonly instances = new Map<string, FunctionInstance>();
   /** Per function being deployed: notified when the deploy ends (invocations wait for it). */
@@ -340,6 +343,7 @@ export class FunctionService {
     if (record.state === 'error') throw conflict(`function ${record.name} is in error state: ${record.error ?? 'unknown error'}`);
     const instance = this.instance(record.id);
     if (instance.inflight >= record.max_concurrency) {
+      this.activity.emit('throttled', { functionId: record.id, name: record.name });
       throw busy(`function ${record.name} is at its max_concurrency of ${record.max_concurrency}`);
     }
     const requestId = randomUUID();
@@ -356,7 +360,7 @@ export class FunctionService {
     }
     const durationMs = Math.round(outcome.duration_ms * 1000) / 1000;
     const answered = performance.now();
-    await this.record({
+    await this.record(answered - started, {
       id: randomUUID(),
       function_id: record.id,
       request_id: requestId,
@@ -394,7 +398,12 @@ export class FunctionService {
     await Promise.all(instances.map((instance) => instance.exclusive(async () => {})));
   }
 
-  private async record(invocation: InvocationRecord): Promise<void> {
+  /** How many invocations of the function are running now (0 for an unknown one). */
+  inflight(id: string): number {
+    return this.instances.get(id)?.inflight ?? 0;
+  }
+
+  private async record(hostMs: number, invocation: InvocationRecord): Promise<void> {
     const record = this.records.get(invocation.function_id);
     if (!record) return; // deleted while it ran: its history went with it
     record.last_invoked_at = invocation.invoked_at;
@@ -402,7 +411,9 @@ export class FunctionService {
       await this.options.store.recordInvocation(invocation, this.options.retention);
     } catch (error) {
       if (this.records.has(invocation.function_id)) throw error;
+      return;
     }
+    this.activity.emit('invocation', { record: invocation, name: record.name, hostMs });
     this.announceInvoked(record);
   }
 
@@ -422,6 +433,7 @@ export class FunctionService {
       onVm: (vm, initMs) => void this.save(id, { ...this.vmFields(vm), ...(initMs !== null && { init_ms: Math.round(initMs * 1000) / 1000 }) }).catch(() => {}),
       // While a replacement VM cannot be started the function stays ready (it retries) and `error` says why.
       onRetrying: (reason) => void this.save(id, reason === null ? { error: null } : { error: reason, ...this.vmFields(null) }).catch(() => {}),
+      onReplaced: (cause) => this.activity.emit('replaced', { functionId: id, cause }),
       log: this.options.log,
     }, this.options.idleSeconds * 1000, { snapStart: this.snapStart, slots: this.liveVms, slotWaitMs: this.options.deployWaitMs });
   }
@@ -467,27 +479,33 @@ export class FunctionService {
 
   private scheduleDeploy(id: string): void {
     const instance = this.instance(id);
-    instance.exclusive(() => this.deploys.run(() => this.deploy(id, instance))).catch((error: unknown) => {
+    const scheduled = performance.now();
+    instance.exclusive(() => this.deploys.run(() => this.deploy(id, instance, scheduled))).catch((error: unknown) => {
       // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
       this.options.log(`function ${id}: deploy bookkeeping failed: ${(error as Error).message}`);
     });
   }
 
-  private async deploy(id: string, instance: FunctionInstance): Promise<void> {
+  /** Deploys the stored definition; `scheduled` is when it was asked for (its wait for a deploy slot counts). */
+  private async deploy(id: string, instance: FunctionInstance, scheduled: number): Promise<void> {
     const record = this.records.get(id);
     if (!record || this.instances.get(id) !== instance) return; // deleted, or shutting down
+    const deployed = (outcome: 'ready' | 'error') =>
+      this.activity.emit('deployed', { functionId: id, name: record.name, ms: performance.now() - scheduled, outcome });
     try {
       if (record.state !== 'creating') await this.save(id, { state: 'creating', error: null });
       await instance.deploy(this.deployment(record), async (state, vm) => {
         await this.save(id, { state, ...(vm ? this.vmFields(vm) : {}) });
       });
       await this.save(id, { state: 'ready', error: null });
+      deployed('ready');
     } catch (error) {
       if (error instanceof DeletedError || !this.records.has(id)) return;
       // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
       const reason = error instanceof LoadError ? error.message : `deployment failed: ${(error as Error).message}`;
       this.options.log(`function ${id}: ${reason}`);
       await this.save(id, { state: 'error', error: reason, ...this.vmFields(null) });
+      deployed('error');
     } finally {
       this.wakeSettled(id);
     }

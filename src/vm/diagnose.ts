@@ -11,3 +11,13 @@ export function diagnose(consoleTail: string): string | null {
 }
 
 export const outOfMemory = causes[0]![1];
+
+/** How the watchdog reports a guest that stopped answering (qemu-vm.ts). */
+export const hungGuest = 'guest stopped answering';
+
+/** A VM failure's reason, sorted for metrics: out of memory, hung, or otherwise crashed. */
+export function failureCause(reason: string): 'oom' | 'hang' | 'crash' {
+  if (reason.startsWith(outOfMemory)) return 'oom';
+  if (reason.startsWith(hungGuest)) return 'hang';
+  return 'crash';
+}

@@ -1,5 +1,6 @@
 // The VM layer's public surface: a driver boots or restores VMs of a spec. QEMU microvm today;
 // a Firecracker driver would implement the same two interfaces (with a vsock channel transport).
+import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { GuestChannel } from '../guest/channel.js';
@@ -38,8 +39,20 @@ export interface Vm {
   attachTask(image: string): Promise<void>;
 }
 
+/** What a driver reports as it starts VMs, for metrics. */
+export interface DriverEvents {
+  booted: [{ ms: number }];
+  restored: [{ ms: number; background: boolean }];
+}
+
+/** A VM whose process is alive, as the driver counts it. */
+export type LiveVm = Pick<Vm, 'id' | 'pid' | 'state' | 'spec'>;
+
 export interface VmDriver {
   readonly name: string;
+  readonly events: EventEmitter<DriverEvents>;
+  /** Every VM whose process is alive: starting, serving, in the warm pool, or failed and not yet reaped. */
+  liveVms(): LiveVm[];
   readonly accel: Accelerator;
   readonly accelReason: string;
   /** Whether outbound VMs are kept from reaching the host's own services. */
@@ -81,7 +94,24 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
   // A restore is CPU-bound (under TCG the guest's first instructions are translated anew): more at once than
   // there are cores only makes every one of them late, and their clock checks fail.
   const restores = new Limiter(availableParallelism());
-  const launch = async (spec: VmSpec) => QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec), taskPlaceholder });
+  const events = new EventEmitter<DriverEvents>();
+  const live = new Set<QemuVm>();
+  const track = (vm: QemuVm) => {
+    live.add(vm);
+    void vm.exited.then(() => live.delete(vm));
+  };
+  const launch = async (spec: VmSpec) => {
+    const started = performance.now();
+    const vm = await QemuVm.boot({ spec: checkSpec(spec), boot: files, accel, runRoot, readyTimeoutMs, netns, cmdline: kernelCmdline(spec), taskPlaceholder, track });
+    events.emit('booted', { ms: performance.now() - started });
+    return vm;
+  };
+  const restore = async (snapshot: Snapshot, background: boolean) => {
+    const started = performance.now();
+    const vm = await QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns, taskPlaceholder, background, track });
+    events.emit('restored', { ms: performance.now() - started, background });
+    return vm;
+  };
   let calibration: Promise<unknown> = Promise.resolve();
 
   /** Boots; until the TSC setting is verified on this host, boots one at a time and measure the clock. */
@@ -126,8 +156,10 @@ export async function createQemuDriver(options: QemuDriverOptions): Promise<VmDr
     accel,
     accelReason: reason,
     networkIsolation: Boolean(netns),
+    events,
+    liveVms: () => [...live],
     boot,
-    restore: (snapshot, priority) => restores.run(() => QemuVm.restore(snapshot, { runRoot, readyTimeoutMs, netns, taskPlaceholder, background: priority === 'background' }), priority),
+    restore: (snapshot, priority) => restores.run(() => restore(snapshot, priority === 'background'), priority),
     kernelCmdline,
   };
 }

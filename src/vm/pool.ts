@@ -64,6 +64,11 @@ export class VmPool {
     return { vm: await this.fresh(spec), source: known ? 'restore' : 'boot' };
   }
 
+  /** Idle VMs per kept-warm spec. */
+  idleBySpec(): Array<{ spec: VmSpec; idle: number }> {
+    return this.options.warm.map(({ spec }) => ({ spec, idle: this.idle.get(specKey(spec))?.length ?? 0 }));
+  }
+
   /** Idle VM counts per spec key. */
   sizes(): Record<string, number> {
     return Object.fromEntries([...this.idle].map(([key, vms]) => [key, vms.length]));

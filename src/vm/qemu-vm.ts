@@ -8,7 +8,7 @@ import { ChannelTimeoutError, GuestChannel } from '../guest/channel.js';
 import type { PingResult } from '../guest/protocol.js';
 import { ConsoleRing } from './console-ring.js';
 import { killTracked, setThreadsNiceness, spawnTracked } from './processes.js';
-import { diagnose } from './diagnose.js';
+import { diagnose, hungGuest } from './diagnose.js';
 import { bestSample, discipline, roundTrip, sampleWallClock, usableRoundTripMs } from './guest-clock.js';
 import { run } from '../exec.js';
 import { qemuArgs, taskDisk, type BootFiles, type GuestMemory, type RunFiles } from './qemu-args.js';
@@ -48,6 +48,8 @@ export interface VmLaunch {
   background?: boolean;
   /** The all-zero file a task disk holds until a package is attached (task-image.ts). */
   taskPlaceholder: string;
+  /** Told of every VM as soon as its QEMU process is started (the driver counts live VMs). */
+  track?: (vm: QemuVm) => void;
 }
 
 /**
@@ -106,7 +108,8 @@ export class QemuVm {
   private watchdog: NodeJS.Timeout | undefined;
   private checking = false;
   private clockQueue: Promise<unknown> = Promise.resolve();
-  private exited: Promise<void>;
+  /** Resolves once the QEMU process has ended. */
+  readonly exited: Promise<void>;
   private task: TaskDiskState;
   channel!: GuestChannel;
   private qmp!: QmpClient;
@@ -199,6 +202,7 @@ export class QemuVm {
     const nice = launch.background ? backgroundNice : 0;
     const child = spawnTracked(qemuBinary, [...qemuArgs(launch.spec, launch.accel, launch.boot, run, launch.cmdline), ...extraArgs], { netns, nice });
     const vm = new QemuVm(launch, child, run);
+    launch.track?.(vm);
     try {
       const [qmpSocket, channelSocket, consoleSocket] = await vm.unlessExited(
         Promise.all([qmpListener.connected, channelListener.connected, consoleListener.connected]),
@@ -342,7 +346,7 @@ export class QemuVm {
       await this.clockTurn(async () => discipline(this.channel, await sampleWallClock(this.channel, idle ? timeoutMs : busyPingMs)));
     } catch (error) {
       const stillIdle = this.channel.inflight === 0; // an invocation that began meanwhile may be what delays it
-      if (idle && stillIdle && error instanceof ChannelTimeoutError) this.fail(`guest stopped answering: ${error.message}`);
+      if (idle && stillIdle && error instanceof ChannelTimeoutError) this.fail(`${hungGuest}: ${error.message}`);
     } finally {
       this.checking = false;
     }

@@ -14,7 +14,8 @@ export interface TestServer {
   stop(options?: { keepData?: boolean }): Promise<void>;
 }
 
-export async function startTestServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+/** `sendToken`: api() (and so waitForState, deployReady) sends the server's API token unless told other headers. */
+export async function startTestServer(overrides: Partial<Config> = {}, options: { sendToken?: boolean } = {}): Promise<TestServer> {
   const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'fnvm-api-'));
   const config: Config = { ...configFromEnv(), host: '127.0.0.1', port: 0, dataDir, logLevel: 'warn', ...overrides };
   let server: Server;
@@ -30,7 +31,8 @@ export async function startTestServer(overrides: Partial<Config> = {}): Promise<
     url,
     dataDir,
     async api(path, init = {}) {
-      const headers: Record<string, string> = { ...init.headers };
+      const token: Record<string, string> = options.sendToken && config.apiToken ? { authorization: `Bearer ${config.apiToken}` } : {};
+      const headers: Record<string, string> = { ...token, ...init.headers };
       let body: string | undefined = init.raw;
       if (init.body !== undefined) {
         body = JSON.stringify(init.body);
