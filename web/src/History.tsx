@@ -74,9 +74,12 @@ export function History({ functionId, feed }: { functionId: string; feed: Invoca
     const last = page.items.at(-1);
     void load(offset + page.items.length, limit, last && { id: last.id, place: 'after' });
   };
+  // The page right above the one shown; when that is within a page of the top (records came meanwhile), the
+  // first page: the newest, which is what going back up is for.
   const newer = () => {
     const first = page.items[0];
-    void load(Math.max(0, offset - limit), limit, first && { id: first.id, place: 'before' });
+    const target = offset - limit;
+    void (target < limit || !first ? load(0, limit) : load(target, limit, { id: first.id, place: 'before' }));
   };
 
   const toggle = (id: string) =>
