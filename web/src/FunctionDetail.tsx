@@ -1,4 +1,5 @@
-// One function: live state (its own event stream), code (or package) and settings with hot reload, invoke, history.
+// One function: live state (its own event stream), code (or package) and settings with hot reload, invoke,
+// metrics charts and history (both live on one follow stream of its invocation records).
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health } from './api';
 import { takeCreated } from './created';
