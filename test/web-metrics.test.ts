@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { webDist } from '../src/api/web.js';
-import { liveProcessCount } from '../src/vm/processes.js';
-import { openConsole, screenshots, type ConsoleBrowser } from './support/browser.js';
-import { deployReady, startTestServer, type TestServer } from './support/server.js';
+import { screenshots, startConsoleTest, stopConsoleTest, type ConsoleBrowser } from './support/browser.js';
+import { deployReady, type TestServer } from './support/server.js';
 
 /** Anything the page does: an API round trip, a render, a throttled re-read of the metrics (2 s). */
 const uiMs = 20_000;
@@ -30,15 +29,10 @@ let pageErrors: Error[] = [];
 let openPage: ConsoleBrowser['openPage'];
 
 before(async () => {
-  fnvm = await startTestServer();
-  ({ browser, page, pageErrors, openPage } = await openConsole(fnvm.url, uiMs));
+  ({ fnvm, browser, page, pageErrors, openPage } = await startConsoleTest(uiMs));
 });
 
-after(async () => {
-  await browser?.close();
-  await fnvm?.stop();
-  assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the server');
-});
+after(() => stopConsoleTest({ fnvm, browser }));
 
 interface Totals {
   invocations: number;
