@@ -7,9 +7,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Locator, Page } from 'playwright-core';
-import { liveProcessCount } from '../src/vm/processes.js';
-import { openConsole, screenshots, type ConsoleBrowser } from './support/browser.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { screenshots, startConsoleTest, stopConsoleTest, type ConsoleBrowser } from './support/browser.js';
+import type { TestServer } from './support/server.js';
 import { zipOf, type Files } from './support/zips.js';
 
 /** A deploy under software emulation on a shared 2-core machine. */
@@ -63,15 +62,10 @@ let openPage: ConsoleBrowser['openPage'];
 
 before(async () => {
   [zip1, zip2] = await Promise.all([zipOf(v1), zipOf(v2)]);
-  fnvm = await startTestServer();
-  ({ browser, page, pageErrors, openPage } = await openConsole(fnvm.url, uiMs));
+  ({ fnvm, browser, page, pageErrors, openPage } = await startConsoleTest(uiMs));
 });
 
-after(async () => {
-  await browser?.close();
-  await fnvm?.stop();
-  assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the server');
-});
+after(() => stopConsoleTest({ fnvm, browser }));
 
 const tree = (on: Page) => on.getByTestId('file-tree');
 const treeFile = (on: Page, path: string) => tree(on).locator(`[data-testid="tree-file"][data-path="${path}"]`);

@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { repoRoot } from '../src/paths.js';
-import { liveProcessCount } from '../src/vm/processes.js';
-import { openConsole, screenshots, type ConsoleBrowser } from './support/browser.js';
+import { screenshots, startConsoleTest, stopConsoleTest, type ConsoleBrowser } from './support/browser.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 /** A deploy under software emulation on a shared 2-core machine. */
@@ -39,15 +38,10 @@ let pageErrors: Error[] = [];
 let openPage: ConsoleBrowser['openPage'];
 
 before(async () => {
-  fnvm = await startTestServer();
-  ({ browser, page, pageErrors, openPage } = await openConsole(fnvm.url, uiMs));
+  ({ fnvm, browser, page, pageErrors, openPage } = await startConsoleTest(uiMs));
 });
 
-after(async () => {
-  await browser?.close();
-  await fnvm?.stop();
-  assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the server');
-});
+after(() => stopConsoleTest({ fnvm, browser }));
 
 const row = (on: Page, name: string): Locator => on.locator(`[data-testid="function-row"][data-name="${name}"]`);
 const stateOf = (scope: Page | Locator, testId: string, state: string): Locator =>
@@ -164,9 +158,9 @@ describe('web console', () => {
     await detail.getByText('v2 shouting').waitFor();
     await detail.getByText('"shout": "ADA"').waitFor();
 
-    // A page size of 10 with 12 invocations: two pages, the second with the oldest two.
+    // A page size of 10 with 12 invocations: two pages, the second with the oldest two. The history follows the
+    // invocations live: no refresh.
     for (let n = 0; n < 9; n++) await invoke({ name: `n${n}` }, `"shout": "N${n}"`);
-    await page.getByRole('button', { name: 'Refresh' }).click();
     await page.getByTestId('page-range').filter({ hasText: '1–10' }).waitFor();
     await page.getByRole('button', { name: 'Older →' }).click();
     await page.getByTestId('page-range').filter({ hasText: '11–12' }).waitFor();

@@ -45,6 +45,9 @@ export class EventStreams {
       connection: 'keep-alive',
       ...(allowOrigin ? { 'access-control-allow-origin': String(allowOrigin) } : {}),
     });
+    // Sent now, not with the first event: EventSource's `open` (on which a client reloads what it missed) fires
+    // on the headers, and a followed function's log may stay silent until the 15 s keep-alive.
+    res.flushHeaders();
     const write = (chunk: string) => {
       if (res.destroyed || res.writableEnded) return; // dropped or ended; 'close' unsubscribes on the next tick
       if (res.writableLength > maxBacklogBytes) res.destroy();

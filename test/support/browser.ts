@@ -1,10 +1,13 @@
 // Headless Chromium for the console's end-to-end tests: Debian's browser, driven by playwright-core (which
 // downloads none), against a real server; the checks every such test file starts with.
+import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { webDist } from '../../src/api/web.js';
 import { repoRoot } from '../../src/paths.js';
+import { liveProcessCount } from '../../src/vm/processes.js';
+import { startTestServer, type TestServer } from './server.js';
 
 export const chromiumPath = '/usr/bin/chromium';
 export const screenshots = join(repoRoot, 'test-output', 'screenshots');
@@ -38,4 +41,27 @@ export async function openConsole(baseURL: string, timeoutMs: number): Promise<C
     return opened;
   };
   return { browser, context, page: await openPage(), pageErrors, openPage };
+}
+
+/** What a console test file works with: a real server and the browser on it. */
+export interface ConsoleTest extends ConsoleBrowser {
+  fnvm: TestServer;
+}
+
+/** A test file's `before`: a real server (default settings) and Chromium on it. */
+export async function startConsoleTest(timeoutMs: number): Promise<ConsoleTest> {
+  const fnvm = await startTestServer();
+  try {
+    return { fnvm, ...(await openConsole(fnvm.url, timeoutMs)) };
+  } catch (error) {
+    await fnvm.stop();
+    throw error;
+  }
+}
+
+/** A test file's `after`: the browser and the server closed, and no QEMU process left behind. */
+export async function stopConsoleTest(test: Partial<ConsoleTest>): Promise<void> {
+  await test.browser?.close();
+  await test.fnvm?.stop();
+  assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the server');
 }

@@ -2,7 +2,7 @@
 import { useEffect } from 'react';
 import { packageLimits } from '../../src/packages/types.js';
 import { api, type PackageInput } from './api';
-import { markCreated } from './FunctionDetail';
+import { markCreated } from './created';
 import { FunctionForm, newFunction, type Submission } from './FunctionForm';
 import { linkTo, navigate } from './router';
 import { uploadZip, type Upload } from './upload';

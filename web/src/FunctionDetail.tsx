@@ -1,18 +1,20 @@
-// One function: live state (its own event stream), code (or package) and settings with hot reload, invoke, history.
-import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
-import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health, type InvokeResult } from './api';
+// One function: live state (its own event stream), code (or package) and settings with hot reload, invoke,
+// metrics charts and history (both live on one follow stream of its invocation records).
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health } from './api';
+import { takeCreated } from './created';
 import { FunctionForm, type Submission } from './FunctionForm';
 import { History } from './History';
+import { useInvocationFeed } from './invocation-feed';
 import { InvokePanel } from './InvokePanel';
 import { PackageView } from './PackageView';
 import { linkTo, navigate } from './router';
 import { ConfirmDialog, ErrorBox, formatTime, isNewer, StateBadge, timeAgo, useNow } from './ui';
 
-const steps = ['creating', 'booting', 'deploying', 'ready'] as const;
+// The charts are a chunk of their own (uPlot), loaded with the page but not holding it up.
+const MetricsCharts = lazy(() => import('./MetricsCharts'));
 
-/** Functions this page just created: their detail page shows the deployment even if it was already done. */
-const justCreated = new Set<string>();
-export const markCreated = (id: string) => justCreated.add(id);
+const steps = ['creating', 'booting', 'deploying', 'ready'] as const;
 
 /** The live deployment indicator: steps while it deploys, the error in full if it failed. */
 function DeployStatus({ fn, since, onTestInvoke }: { fn: FunctionRecord; since: string | null; onTestInvoke: () => void }) {
@@ -103,18 +105,31 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   const [deploySince, setDeploySince] = useState<string | null>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [testInvoke, setTestInvoke] = useState(0);
-  const [historyRefresh, setHistoryRefresh] = useState(0);
   const now = useNow();
 
   const accept = useCallback((item: FunctionRecord) => {
     setFn((current) => (current && current.id === item.id && !isNewer(item, current) ? current : item));
     // Remember when a deployment we watched began, to say how long it took.
-    if (justCreated.delete(item.id)) setDeploySince(item.created_at);
+    if (takeCreated(item.id)) setDeploySince(item.created_at);
     else if (inProgress(item.state)) setDeploySince((since) => since ?? item.updated_at);
   }, []);
 
   // The first load tells a 404 apart; then the function's own event stream keeps it current.
   const functionId = fn?.id;
+  // One follow stream of new invocation records for the history and the charts.
+  const feed = useInvocationFeed(functionId);
+  // The top bar's dot: live while both streams are up.
+  const [eventsLive, setEventsLive] = useState<boolean | null>(null);
+  const [feedLive, setFeedLive] = useState<boolean | null>(null);
+  useEffect(() => {
+    if (eventsLive !== null && feedLive !== null) onConnection(eventsLive && feedLive);
+    else if (eventsLive === false || feedLive === false) onConnection(false);
+  }, [eventsLive, feedLive, onConnection]);
+  // last_invoked_at changes without a function event: it is the invoked_at of the record committed last.
+  useEffect(() => feed.subscribe({
+    onRecord: (record) => setFn((current) => current && { ...current, last_invoked_at: record.invoked_at }),
+    onConnection: setFeedLive,
+  }), [feed]);
   useEffect(() => {
     let current = true;
     setFn(null);
@@ -133,13 +148,13 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
   useEffect(() => {
     if (!functionId) return;
     return watch(functionId, {
-      onConnection,
+      onConnection: setEventsLive,
       onChange: (change) => {
         if (change.type === 'deleted') setDeleted(true);
         else accept(change.item);
       },
     });
-  }, [functionId, accept, onConnection]);
+  }, [functionId, accept]);
 
   useEffect(() => {
     if (fn) document.title = `${fn.name} · fnvm`;
@@ -181,11 +196,6 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
     if (fn.state === 'error') setDeploySince(null);
     accept(await api.update(fn.id, patch));
   };
-  const invoked = (_result: InvokeResult) => {
-    setHistoryRefresh((n) => n + 1);
-    // last_invoked_at changes without an event; one read after our own invoke keeps the page true.
-    api.get(fn.id).then(accept, () => {});
-  };
 
   return (
     <section className="page detail">
@@ -219,11 +229,14 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
           </section>
         )}
         <div className="side">
-          <InvokePanel fn={fn} trigger={testInvoke} onInvoked={invoked} />
+          <InvokePanel fn={fn} trigger={testInvoke} />
           <Details fn={fn} health={health} now={now} />
         </div>
       </div>
-      <History functionId={fn.id} refresh={historyRefresh} />
+      <Suspense fallback={<section className="card metrics"><h2>Metrics</h2><p className="muted">Loading…</p></section>}>
+        <MetricsCharts functionId={fn.id} feed={feed} />
+      </Suspense>
+      <History functionId={fn.id} feed={feed} />
       {confirmDelete && (
         <ConfirmDialog title={`Delete ${fn.name}?`} confirmLabel="Delete" onClose={() => setConfirmDelete(false)}
           onConfirm={async () => {

@@ -1,12 +1,15 @@
-// The functions list: live from GET /v1/events (reloaded on every (re)connection, never polled).
+// The functions list: live from GET /v1/events (reloaded on every (re)connection, never polled), with each
+// function's invocations and error rate of the last hour (GET /v1/metrics: re-read on every change the stream
+// brings, throttled, and every 10 s, since invocations send no event).
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { api, inProgress, watch, type FunctionRecord, type FunctionState, type Runtime } from './api';
+import { api, inProgress, watch, type FunctionFigures, type FunctionRecord, type FunctionState, type Runtime } from './api';
 import { linkTo, navigate } from './router';
-import { ConfirmDialog, ErrorBox, isNewer, StateBadge, TimeAgo, useNow } from './ui';
+import { ConfirmDialog, ErrorBox, formatRate, isNewer, StateBadge, TimeAgo, useNow } from './ui';
+import { useRefreshing } from './use-refreshing';
 
 type StateFilter = 'all' | 'in-progress' | FunctionState;
 
-function useLiveFunctions(onConnection: (live: boolean) => void) {
+function useLiveFunctions(onConnection: (live: boolean) => void, onEvent: () => void) {
   const [items, setItems] = useState<Map<string, FunctionRecord>>(new Map());
   const [loaded, setLoaded] = useState(false);
   const [error, setError] = useState<Error | null>(null);
@@ -36,9 +39,13 @@ function useLiveFunctions(onConnection: (live: boolean) => void) {
       }
     };
     const close = watch(null, {
-      onOpen: () => void reload(),
+      onOpen: () => {
+        void reload();
+        onEvent();
+      },
       onConnection,
-      onChange: (change) =>
+      onChange: (change) => {
+        onEvent();
         setItems((current) => {
           const next = new Map(current);
           if (change.type === 'deleted') {
@@ -48,7 +55,8 @@ function useLiveFunctions(onConnection: (live: boolean) => void) {
             next.set(change.item.id, change.item);
           }
           return next;
-        }),
+        });
+      },
     });
     // last_invoked_at changes without an event: a tab that comes back into view re-reads the list once.
     const onVisible = () => {
@@ -60,7 +68,7 @@ function useLiveFunctions(onConnection: (live: boolean) => void) {
       close();
       document.removeEventListener('visibilitychange', onVisible);
     };
-  }, [onConnection]);
+  }, [onConnection, onEvent]);
 
   const remove = async (id: string) => {
     await api.remove(id);
@@ -74,8 +82,28 @@ function useLiveFunctions(onConnection: (live: boolean) => void) {
   return { items: [...items.values()], loaded, error, remove };
 }
 
+const loadFigures = () => api.figures('1h');
+
+/** A function's invocations and error rate of the last hour, as two cells. */
+function FigureCells({ figures }: { figures: FunctionFigures | undefined | null }) {
+  if (figures === null) return <><td data-label="Invocations (1 h)" className="muted">…</td><td data-label="Error rate (1 h)" className="muted">…</td></>;
+  const rate = figures?.error_rate ?? null;
+  return (
+    <>
+      <td data-label="Invocations (1 h)" className="figures" data-testid="invocations-1h">{(figures?.invocations ?? 0).toLocaleString('en')}</td>
+      <td data-label="Error rate (1 h)" className={`figures${rate ? ' bad' : ''}`} data-testid="error-rate-1h"
+        title={figures && figures.errors > 0 ? `${figures.errors} of ${figures.invocations} failed` : undefined}>
+        {rate === null ? '—' : formatRate(rate)}
+      </td>
+    </>
+  );
+}
+
 export function FunctionList({ onConnection }: { onConnection: (live: boolean) => void }) {
-  const { items, loaded, error, remove } = useLiveFunctions(onConnection);
+  const figures = useRefreshing(loadFigures, { throttleMs: 2000, intervalMs: 10_000 });
+  const byFunction = useMemo(() => figures.value && new Map(figures.value.map((f) => [f.function_id, f])), [figures.value]);
+  const { refresh } = figures;
+  const { items, loaded, error, remove } = useLiveFunctions(onConnection, refresh);
   const [query, setQuery] = useState('');
   const [runtime, setRuntime] = useState<'all' | Runtime>('all');
   const [state, setState] = useState<StateFilter>('all');
@@ -126,6 +154,7 @@ export function FunctionList({ onConnection }: { onConnection: (live: boolean) =
         <span className="muted count" data-testid="count">{shown.length} of {items.length}</span>
       </div>
       {error && <ErrorBox title="Could not load the functions" error={error} />}
+      {figures.error && <ErrorBox title="Could not load the last hour's figures" error={figures.error} />}
       {loaded && items.length === 0 && !error && (
         <div className="empty">
           <p>No functions yet.</p>
@@ -140,6 +169,8 @@ export function FunctionList({ onConnection }: { onConnection: (live: boolean) =
               <th>Runtime</th>
               <th>State</th>
               <th>Last invoked</th>
+              <th title="Invocations in the last hour">Invocations (1 h)</th>
+              <th title="Share of the last hour's invocations that failed or timed out">Error rate (1 h)</th>
               <th><span className="sr-only">Actions</span></th>
             </tr>
           </thead>
@@ -153,6 +184,7 @@ export function FunctionList({ onConnection }: { onConnection: (live: boolean) =
                 <td data-label="Runtime">{f.runtime === 'node' ? 'Node.js' : 'Python'}</td>
                 <td data-label="State"><StateBadge state={f.state} testId="state" /></td>
                 <td data-label="Last invoked"><TimeAgo iso={f.last_invoked_at} now={now} /></td>
+                <FigureCells figures={byFunction && byFunction.get(f.id)} />
                 <td className="row-actions">
                   <button type="button" disabled={f.state !== 'ready'} title={f.state === 'ready' ? 'Invoke with a custom event' : `Not ready (${f.state})`}
                     onClick={() => navigate(`/functions/${f.id}#invoke`)}>Invoke</button>
@@ -163,7 +195,7 @@ export function FunctionList({ onConnection }: { onConnection: (live: boolean) =
             ))}
             {shown.length === 0 && (
               <tr>
-                <td colSpan={5} className="muted">No function matches these filters.</td>
+                <td colSpan={7} className="muted">No function matches these filters.</td>
               </tr>
             )}
           </tbody>

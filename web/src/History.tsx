@@ -1,41 +1,86 @@
-// Invocation history: newest first, limit/offset pages, rows expand to logs, error and response.
-import { Fragment, useEffect, useState } from 'react';
+// Invocation history: newest first, limit/offset pages, rows expand to logs, error and response. Live: records
+// the page's invocation feed brings go on top of the first page (and push older pages down) as they are committed.
+import { Fragment, useCallback, useEffect, useRef, useState } from 'react';
 import { api, type InvocationRecord } from './api';
+import { pageOf, windowOf, withArrivals, type Anchor, type Page } from './history-page';
+import type { InvocationFeed } from './invocation-feed';
 import { seenResponses } from './InvokePanel';
 import { ErrorBox, formatMs, formatTime, Json, Logs, StateBadge } from './ui';
 
-export function History({ functionId, refresh }: { functionId: string; refresh: number }) {
+export function History({ functionId, feed }: { functionId: string; feed: InvocationFeed }) {
   const [limit, setLimit] = useState(10);
-  const [offset, setOffset] = useState(0);
-  const [items, setItems] = useState<InvocationRecord[]>([]);
-  const [hasMore, setHasMore] = useState(false);
+  const [page, setPage] = useState<Page>({ offset: 0, items: [], hasMore: false });
+  /** Records committed since the page shown was read, which pushed it down (on the first page they are in it). */
+  const [pushed, setPushed] = useState(0);
   const [error, setError] = useState<Error | null>(null);
   const [loading, setLoading] = useState(true);
   const [open, setOpen] = useState<Set<string>>(new Set());
-  const [reloads, setReloads] = useState(0);
+  /** Records the feed brought while a load was under way, oldest first. */
+  const arrived = useRef<InvocationRecord[]>([]);
+  const loadingNow = useRef(false);
+  const loadSeq = useRef(0);
+  // What the feed handler reads: the page shown and its size.
+  const shown = useRef({ page, limit });
+  shown.current = { page, limit };
+
+  const load = useCallback(async (offset: number, pageLimit: number, anchor?: Anchor) => {
+    const mine = ++loadSeq.current;
+    arrived.current = [];
+    loadingNow.current = true;
+    setLoading(true);
+    try {
+      const request = { offset, limit: pageLimit, anchor };
+      const span = windowOf(request);
+      const rows = await api.logs(functionId, span.limit, span.offset);
+      if (mine !== loadSeq.current) return;
+      const next = pageOf(request, rows, span.offset);
+      setPage(next.offset === 0 ? withArrivals(next, arrived.current, pageLimit) : next);
+      // A record that came during the load may be in the page or above it; counting it keeps the estimate near.
+      setPushed(next.offset === 0 ? 0 : arrived.current.length);
+      setError(null);
+    } catch (caught) {
+      if (mine === loadSeq.current) setError(caught as Error);
+    } finally {
+      if (mine === loadSeq.current) {
+        loadingNow.current = false;
+        arrived.current = [];
+        setLoading(false);
+      }
+    }
+  }, [functionId]);
+
+  // The feed: every (re)connection reloads the page shown (what was committed while it was down is not sent
+  // again); every record goes on top of the first page, or pushes an older one down.
+  useEffect(() => feed.subscribe({
+    onOpen: () => {
+      const { page: current, limit: pageLimit } = shown.current;
+      const first = current.items[0];
+      void (current.offset === 0 || !first ? load(0, pageLimit) : load(current.offset, pageLimit, { id: first.id, place: 'at' }));
+    },
+    onRecord: (record) => {
+      const { page: current, limit: pageLimit } = shown.current;
+      if (loadingNow.current) arrived.current.push(record);
+      if (current.offset === 0) setPage((latest) => (latest.offset === 0 ? withArrivals(latest, [record], pageLimit) : latest));
+      else setPushed((n) => n + 1);
+    },
+  }), [feed, load]);
 
   useEffect(() => {
-    let current = true;
-    setLoading(true);
-    // One more than a page tells whether an older page exists (the API returns no total).
-    api.logs(functionId, limit + 1, offset).then(
-      (page) => {
-        if (!current) return;
-        setItems(page.slice(0, limit));
-        setHasMore(page.length > limit);
-        setError(null);
-        setLoading(false);
-      },
-      (caught: Error) => {
-        if (!current) return;
-        setError(caught);
-        setLoading(false);
-      },
-    );
-    return () => {
-      current = false;
-    };
-  }, [functionId, limit, offset, refresh, reloads]);
+    void load(0, shown.current.limit);
+  }, [load]);
+
+  const offset = page.offset + pushed;
+  const older = () => {
+    const last = page.items.at(-1);
+    void load(offset + page.items.length, limit, last && { id: last.id, place: 'after' });
+  };
+  // The page right above the one shown; when that is within a page of the top (records came meanwhile), the
+  // first page: the newest, which is what going back up is for.
+  const newer = () => {
+    const first = page.items[0];
+    const target = offset - limit;
+    void (target < limit || !first ? load(0, limit) : load(target, limit, { id: first.id, place: 'before' }));
+  };
 
   const toggle = (id: string) =>
     setOpen((current) => {
@@ -48,11 +93,10 @@ export function History({ functionId, refresh }: { functionId: string; refresh: 
     <section className="card" id="history" aria-labelledby="history-title">
       <div className="card-head">
         <h2 id="history-title">Invocation history</h2>
-        <button type="button" onClick={() => setReloads((n) => n + 1)} disabled={loading}>Refresh</button>
       </div>
       {error && <ErrorBox title="Could not load the history" error={error} />}
-      {!error && items.length === 0 && !loading && <p className="muted">{offset === 0 ? 'No invocations yet.' : 'No older invocations.'}</p>}
-      {items.length > 0 && (
+      {!error && page.items.length === 0 && !loading && <p className="muted">{offset === 0 ? 'No invocations yet.' : 'No older invocations.'}</p>}
+      {page.items.length > 0 && (
         <table className="table history" aria-label="Invocation history">
           <thead>
             <tr>
@@ -65,7 +109,7 @@ export function History({ functionId, refresh }: { functionId: string; refresh: 
             </tr>
           </thead>
           <tbody>
-            {items.map((inv) => {
+            {page.items.map((inv) => {
               const expanded = open.has(inv.id);
               return (
                 <Fragment key={inv.id}>
@@ -102,14 +146,18 @@ export function History({ functionId, refresh }: { functionId: string; refresh: 
         </table>
       )}
       <div className="pager">
-        <button type="button" onClick={() => setOffset(Math.max(0, offset - limit))} disabled={offset === 0 || loading}>← Newer</button>
+        <button type="button" onClick={newer} disabled={offset === 0 || loading}>← Newer</button>
         <span className="muted" data-testid="page-range">
-          {items.length > 0 ? `${offset + 1}–${offset + items.length}` : '0'}
+          {page.items.length > 0 ? `${offset + 1}–${offset + page.items.length}` : '0'}
         </span>
-        <button type="button" onClick={() => setOffset(offset + limit)} disabled={!hasMore || loading}>Older →</button>
+        <button type="button" onClick={older} disabled={!page.hasMore || loading}>Older →</button>
         <label className="page-size">
           Per page
-          <select aria-label="Per page" value={limit} onChange={(e) => { setLimit(Number(e.target.value)); setOffset(0); }}>
+          <select aria-label="Per page" value={limit} onChange={(e) => {
+            const next = Number(e.target.value);
+            setLimit(next);
+            void load(0, next);
+          }}>
             {[10, 25, 50, 100].map((n) => <option key={n} value={n}>{n}</option>)}
           </select>
         </label>

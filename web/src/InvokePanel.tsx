@@ -11,7 +11,6 @@ export function InvokePanel(props: {
   fn: FunctionRecord;
   /** Incremented by "Test invoke" elsewhere on the page: invoke now with the current event. */
   trigger: number;
-  onInvoked: (result: InvokeResult) => void;
 }) {
   const [eventText, setEventText] = useState('{\n  "name": "World"\n}\n');
   const [running, setRunning] = useState(false);
@@ -36,7 +35,6 @@ export function InvokePanel(props: {
       const answer = await api.invoke(props.fn.id, event);
       seenResponses.set(answer.request_id, answer.response);
       setResult(answer);
-      props.onInvoked(answer);
     } catch (caught) {
       setResult(null);
       setError(caught as Error);

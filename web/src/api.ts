@@ -65,6 +65,49 @@ export interface Health {
   functions: number;
 }
 
+/** Duration percentiles of invocations, ms; every field null when there were none. */
+export interface DurationSummary {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  max: number | null;
+  mean: number | null;
+}
+
+/** Counts of a time range. `errors` counts every invocation that did not succeed (timeouts included). */
+export interface MetricsTotals {
+  invocations: number;
+  errors: number;
+  timeouts: number;
+  cold_starts: number;
+  duration_ms: DurationSummary;
+}
+
+export interface MetricsPoint extends MetricsTotals {
+  /** ISO start of the step. */
+  time: string;
+}
+
+/** `GET /v1/functions/{id}/metrics`: one point per step (empty ones included), oldest first. */
+export interface FunctionMetrics {
+  function_id: string;
+  name: string;
+  since: string;
+  until: string;
+  step_seconds: number;
+  resolution_seconds: number;
+  points: MetricsPoint[];
+  total: MetricsTotals;
+}
+
+/** One function's figures of `GET /v1/metrics`. */
+export interface FunctionFigures extends MetricsTotals {
+  function_id: string;
+  name: string;
+  /** errors / invocations; null without invocations. */
+  error_rate: number | null;
+}
+
 /** A non-2xx answer: the server's `{"error": "..."}` message and the HTTP status. */
 export class ApiError extends Error {
   override name = 'ApiError';
@@ -182,7 +225,18 @@ export const api = {
   logs: async (id: string, limit: number, offset: number) =>
     (await request<{ items: InvocationRecord[] }>('GET', `${fn(id)}/logs?limit=${limit}&offset=${offset}`)).items,
   health: () => request<Health>('GET', '/v1/health'),
+  /** `since`: `1h`, `24h` or an ISO time; `step`: seconds. */
+  metrics: (id: string, since: string, step: number) =>
+    request<FunctionMetrics>('GET', `${fn(id)}/metrics?since=${encodeURIComponent(since)}&step=${step}`),
+  /** Every function's figures since `since`. */
+  figures: async (since: string) => (await request<{ items: FunctionFigures[] }>('GET', `/v1/metrics?since=${encodeURIComponent(since)}`)).items,
 };
+
+/** An event stream's URL, with the token as ?access_token= (EventSource cannot send headers). */
+function streamUrl(path: string): string {
+  const token = apiToken.get();
+  return token ? `${path}${path.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}` : path;
+}
 
 export type Change = { type: 'function'; item: FunctionRecord } | { type: 'deleted'; id: string };
 
@@ -195,9 +249,7 @@ export function watch(
   functionId: string | null,
   handlers: { onChange: (change: Change) => void; onOpen?: () => void; onConnection?: (live: boolean) => void },
 ): () => void {
-  const path = functionId === null ? '/v1/events' : `${fn(functionId)}/events`;
-  const token = apiToken.get();
-  const source = new EventSource(token ? `${path}?access_token=${encodeURIComponent(token)}` : path);
+  const source = new EventSource(streamUrl(functionId === null ? '/v1/events' : `${fn(functionId)}/events`));
   source.addEventListener('open', () => {
     handlers.onConnection?.(true);
     handlers.onOpen?.();
@@ -212,6 +264,42 @@ export function watch(
     handlers.onChange({ type: 'deleted', id: deleted });
   });
   return () => source.close();
+}
+
+/**
+ * Follows a function's new invocation records as they are committed (`GET /v1/functions/{id}/logs?follow=true`,
+ * none of the old ones). `onOpen` runs on every (re)connection: what was committed while the stream was down
+ * is not sent again, so a caller reloads then. A stream the browser gave up on (an HTTP error answer rather than
+ * a dropped connection) is opened again after `retryMs`. `onDeleted` ends it. Returns a closer.
+ */
+export function followInvocations(
+  functionId: string,
+  handlers: { onRecord: (record: InvocationRecord) => void; onOpen?: () => void; onConnection?: (live: boolean) => void; onDeleted?: () => void },
+  retryMs = 5000,
+): () => void {
+  let source: EventSource;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  const open = () => {
+    source = new EventSource(streamUrl(`${fn(functionId)}/logs?follow=true`));
+    source.addEventListener('open', () => {
+      handlers.onConnection?.(true);
+      handlers.onOpen?.();
+    });
+    source.addEventListener('error', () => {
+      handlers.onConnection?.(false);
+      if (source.readyState === EventSource.CLOSED) retry = setTimeout(open, retryMs);
+    });
+    source.addEventListener('invocation', (event) => handlers.onRecord(JSON.parse((event as MessageEvent<string>).data) as InvocationRecord));
+    source.addEventListener('deleted', () => {
+      source.close();
+      handlers.onDeleted?.();
+    });
+  };
+  open();
+  return () => {
+    clearTimeout(retry);
+    source.close();
+  };
 }
 
 export const inProgress = (state: FunctionState): boolean => state === 'creating' || state === 'booting' || state === 'deploying';

@@ -1,12 +1,15 @@
 // The fnvm web console: a list of functions, a create form, and a page per function.
-import { StrictMode, useEffect, useState } from 'react';
+import { lazy, StrictMode, Suspense, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { api, apiToken, unauthorizedEvent, type Health } from './api';
-import { CreatePage } from './CreatePage';
-import { FunctionDetail } from './FunctionDetail';
 import { FunctionList } from './FunctionList';
 import { linkTo, parseRoute, useLocation } from './router';
 import './styles.css';
+
+// The create and function pages are chunks of their own, loaded when first shown: the list (the landing page)
+// loads neither CodeMirror nor uPlot.
+const CreatePage = lazy(async () => ({ default: (await import('./CreatePage')).CreatePage }));
+const FunctionDetail = lazy(async () => ({ default: (await import('./FunctionDetail')).FunctionDetail }));
 
 function App() {
   const { pathname } = useLocation();
@@ -46,8 +49,10 @@ function App() {
       <main>
         {needsToken && <TokenForm />}
         {route.page === 'list' && <FunctionList onConnection={setLive} />}
-        {route.page === 'create' && <CreatePage />}
-        {route.page === 'detail' && <FunctionDetail key={route.id} id={route.id} health={health} onConnection={setLive} />}
+        <Suspense fallback={<section className="page"><p className="muted">Loading…</p></section>}>
+          {route.page === 'create' && <CreatePage />}
+          {route.page === 'detail' && <FunctionDetail key={route.id} id={route.id} health={health} onConnection={setLive} />}
+        </Suspense>
         {route.page === 'missing' && (
           <section className="page">
             <h1>Not found</h1>

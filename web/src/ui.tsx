@@ -123,3 +123,9 @@ export function ConfirmDialog(props: {
 export function isNewer(candidate: { updated_at: string }, current: { updated_at: string } | undefined): boolean {
   return !current || candidate.updated_at >= current.updated_at;
 }
+
+/** A share as a percentage with one decimal: "16.7%", "0%", "100%". */
+export function formatRate(rate: number): string {
+  const percent = rate * 100;
+  return `${Number.isInteger(percent) ? percent : percent.toFixed(1)}%`;
+}
