@@ -272,3 +272,20 @@ describe('responses over 6 MiB', () => {
     });
   }
 });
+
+describe('a guest that lies about durations', () => {
+  test('a claimed duration of 300 years is capped at what the host waited, in the answer, the record and the stats', async () => {
+    // User code shares the agent's process: it can make the agent's clock say anything.
+    await deploy({ name: 'liar', runtime: 'node', code: 'exports.handler = () => { performance.now = () => 1e13; return "done"; };' });
+    const started = performance.now();
+    const answer = await invoke('liar');
+    const waited = performance.now() - started;
+    assert.equal(answer.body.response, 'done');
+    assert.ok(answer.body.duration_ms >= 0 && answer.body.duration_ms <= waited, `duration_ms ${answer.body.duration_ms} <= the ${waited} ms the client waited`);
+    const [record] = (await fnvm.api('/v1/functions/liar/logs?limit=1')).body.items;
+    assert.equal(record.duration_ms, answer.body.duration_ms);
+    const stats = (await fnvm.api('/v1/functions/liar/metrics?since=15m')).body.total;
+    assert.equal(stats.invocations, 1);
+    assert.ok(stats.duration_ms.max <= waited, `the stats' max ${stats.duration_ms.max} ms <= ${waited} ms`);
+  });
+});
