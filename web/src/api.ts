@@ -1,8 +1,11 @@
 // Typed client of the fnvm HTTP API. The record types are the server's own (src/store/types.ts).
 import type { PackageFile, PackageInfo } from '../../src/packages/types.js';
 import type { FunctionRecord, FunctionState, InvocationRecord, InvocationStatus } from '../../src/store/types.js';
+import type { FunctionMetrics, MetricsSummaryItem as FunctionFigures } from '../../src/functions/metrics.js';
+import type { BucketSummary as MetricsTotals } from '../../src/stats/bucket.js';
 
-export type { FunctionRecord, FunctionState, InvocationRecord, InvocationStatus, PackageFile, PackageInfo };
+// The metrics answers' types are the server's own (a type-only import: nothing of the server is bundled).
+export type { FunctionFigures, FunctionMetrics, FunctionRecord, FunctionState, InvocationRecord, InvocationStatus, MetricsTotals, PackageFile, PackageInfo };
 export type Runtime = FunctionRecord['runtime'];
 
 /** A function's settings: everything of its definition but the source (code or package). */
@@ -63,49 +66,6 @@ export interface Health {
   pool: Record<string, unknown>;
   images: Record<string, unknown>;
   functions: number;
-}
-
-/** Duration percentiles of invocations, ms; every field null when there were none. */
-export interface DurationSummary {
-  p50: number | null;
-  p95: number | null;
-  p99: number | null;
-  max: number | null;
-  mean: number | null;
-}
-
-/** Counts of a time range. `errors` counts every invocation that did not succeed (timeouts included). */
-export interface MetricsTotals {
-  invocations: number;
-  errors: number;
-  timeouts: number;
-  cold_starts: number;
-  duration_ms: DurationSummary;
-}
-
-export interface MetricsPoint extends MetricsTotals {
-  /** ISO start of the step. */
-  time: string;
-}
-
-/** `GET /v1/functions/{id}/metrics`: one point per step (empty ones included), oldest first. */
-export interface FunctionMetrics {
-  function_id: string;
-  name: string;
-  since: string;
-  until: string;
-  step_seconds: number;
-  resolution_seconds: number;
-  points: MetricsPoint[];
-  total: MetricsTotals;
-}
-
-/** One function's figures of `GET /v1/metrics`. */
-export interface FunctionFigures extends MetricsTotals {
-  function_id: string;
-  name: string;
-  /** errors / invocations; null without invocations. */
-  error_rate: number | null;
 }
 
 /** A non-2xx answer: the server's `{"error": "..."}` message and the HTTP status. */
