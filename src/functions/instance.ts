@@ -12,6 +12,7 @@ import type { VmPool } from '../vm/pool.js';
 import { failureCause, outOfMemory } from '../vm/diagnose.js';
 import type { ReplacementCause } from './activity.js';
 import { specKey, type VmSpec } from '../vm/spec.js';
+import { toMicros } from '../stats/bucket.js';
 
 /** An idle VM is pinged this often; no answer in time means its guest hung, and it is replaced. */
 export const watchdog = { intervalMs: 15_000, timeoutMs: 10_000 } as const;
@@ -260,14 +261,15 @@ export class FunctionInstance {
       const { vm } = target;
       sent = performance.now();
       const result: InvokeResult = await vm.channel.request('invoke', { request_id: requestId, event, timeout_ms: timeoutMs }, timeoutMs);
-      return { ...result, cold_start: cold };
+      // The guest's measure leaves out the channel; user code can set the agent's clock: bounded by the host's.
+      return { ...result, duration_ms: toMicros(Math.min(Math.max(0, result.duration_ms), performance.now() - sent)), cold_start: cold };
     } catch (error) {
       if (!target) throw error;
       const { vm, deployment } = target;
       if (error instanceof ChannelTimeoutError) {
         this.recycle(vm, `invocation ${requestId} exceeded its ${timeoutMs} ms timeout`, 'timeout');
         // The guest never said how long it ran: the time the host waited for it, as Lambda reports a timeout's.
-        const waited = Math.round((performance.now() - sent) * 1000) / 1000;
+        const waited = toMicros(performance.now() - sent);
         return { ...failure('timeout', 'Timeout', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`, cold, deployment), duration_ms: waited };
       }
       if (error instanceof GuestProtocolError) {

@@ -18,6 +18,7 @@ import type { FunctionSnapshots } from '../vm/function-snapshots.js';
 import type { VmPool } from '../vm/pool.js';
 import { specKey, type NetworkMode } from '../vm/spec.js';
 import { PackageError, type PackageFile, type PackageInfo, type PackageRepository } from '../packages/types.js';
+import { toMicros } from '../stats/bucket.js';
 import { Activity } from './activity.js';
 import { busy, conflict, FunctionError, invalid, notFound, tooLarge, unavailable } from './errors.js';
 import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome, type SnapStart } from './instance.js';
@@ -360,8 +361,7 @@ export class FunctionService {
       throw error;
     }
     const answered = performance.now();
-    // The guest's measure leaves out the channel; it cannot claim more than the host waited, or less than 0.
-    const durationMs = Math.round(Math.min(Math.max(0, outcome.duration_ms), answered - started) * 1000) / 1000;
+    const durationMs = outcome.duration_ms; // bounded by the host's wait and to the microsecond (instance.ts)
     await this.record(answered - started, {
       id: randomUUID(),
       function_id: record.id,
@@ -400,7 +400,6 @@ export class FunctionService {
     return metricsSummary(this.options.store, this.list(), since, Date.now());
   }
 
-  /** Stops every function VM (in-flight invocations on them fail). */
   /** Stops every function VM (in-flight invocations on them fail), including ones a deploy is still starting. */
   async close(): Promise<void> {
     const instances = [...this.instances.values()];
@@ -442,7 +441,7 @@ export class FunctionService {
 
   private newInstance(id: string): FunctionInstance {
     return new FunctionInstance(id, this.options.pool, {
-      onVm: (vm, initMs) => void this.save(id, { ...this.vmFields(vm), ...(initMs !== null && { init_ms: Math.round(initMs * 1000) / 1000 }) }).catch(() => {}),
+      onVm: (vm, initMs) => void this.save(id, { ...this.vmFields(vm), ...(initMs !== null && { init_ms: toMicros(initMs) }) }).catch(() => {}),
       // While a replacement VM cannot be started the function stays ready (it retries) and `error` says why.
       onRetrying: (reason) => void this.save(id, reason === null ? { error: null } : { error: reason, ...this.vmFields(null) }).catch(() => {}),
       onReplaced: (cause) => this.activity.emit('replaced', { functionId: id, cause }),

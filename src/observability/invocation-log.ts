@@ -4,6 +4,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Activity } from '../functions/activity.js';
 
 export function logInvocations(activity: Activity, log: FastifyBaseLogger): void {
+  // Not even subscribed above debug: the invoke path builds no log object nobody reads. The level is set at start.
+  if (log.level !== 'debug' && log.level !== 'trace') return;
   activity.on('invocation', ({ record, name, hostMs }) => {
     log.debug({
       request_id: record.request_id,

@@ -79,7 +79,7 @@ export interface BucketSummary {
 }
 
 /** Milliseconds to the microsecond, as invocation records give them. */
-const toMicros = (ms: number) => Math.round(ms * 1000) / 1000;
+export const toMicros = (ms: number): number => Math.round(ms * 1000) / 1000;
 
 export function summarise(bucket: StatsBucket): BucketSummary {
   const { invocations: n, duration_min: min, duration_max: max, histogram } = bucket;

@@ -17,7 +17,6 @@ export interface InvocationRow extends Omit<InvocationRecord, 'cold_start' | 'lo
 
 interface Queued {
   invocation: InvocationRecord;
-  row: InvocationRow;
   retention: number;
   resolve: () => void;
   reject: (error: unknown) => void;
@@ -55,7 +54,8 @@ export class InvocationWriter {
     this.commitBatch = sqlite.transaction((batch: Queued[]) => {
       const retentions = new Map<string, number>();
       const buckets = new BatchBuckets();
-      for (const { invocation, row, retention } of batch) {
+      for (const { invocation, retention } of batch) {
+        const row = invocationToRow(invocation);
         insert.run(row);
         buckets.count(invocation);
         // One trim per function per batch, to the smallest retention any of its records asked for.
@@ -70,7 +70,7 @@ export class InvocationWriter {
   write(invocation: InvocationRecord, retention: number): Promise<void> {
     return new Promise((resolve, reject) => {
       // setImmediate runs after the I/O callbacks of this turn: every reply that arrived with this one joins it.
-      if (this.queue.push({ invocation, row: invocationToRow(invocation), retention, resolve, reject }) === 1) setImmediate(() => this.flush());
+      if (this.queue.push({ invocation, retention, resolve, reject }) === 1) setImmediate(() => this.flush());
     });
   }
 
