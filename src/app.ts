@@ -95,6 +95,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
     corsOrigins: config.corsOrigins,
     logLevel: config.logLevel,
     apiToken: config.apiToken,
+    lambda: { region: config.region, accessKeyId: config.accessKeyId },
   });
   sink = (message) => app.log.info(message);
   logInvocations(service.activity, app.log);

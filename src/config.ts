@@ -23,6 +23,9 @@ export interface Config {
   egressAllow: string[];
   logLevel: string;
   apiToken: string | undefined;
+  /** The Lambda API: the access key id signatures must name (the token is the secret key), the region in ARNs. */
+  accessKeyId: string;
+  region: string;
 }
 
 function int(name: string, fallback: number, min = 0): number {
@@ -58,6 +61,8 @@ export function configFromEnv(): Config {
     egressAllow,
     logLevel: process.env.FNVM_LOG_LEVEL ?? 'info',
     apiToken: process.env.FNVM_API_TOKEN || undefined,
+    accessKeyId: process.env.FNVM_ACCESS_KEY_ID || 'fnvm',
+    region: process.env.FNVM_REGION || 'us-east-1',
   };
 }
 

@@ -10,6 +10,7 @@ const definition = {
   timeout_seconds: { type: 'integer' },
   max_concurrency: { type: 'integer' },
   env_vars: { type: 'object', additionalProperties: { type: 'string' } },
+  description: { type: 'string' },
 } as const;
 
 // code or package: the domain says which is missing, in words.

@@ -6,6 +6,7 @@ import { requireToken } from './auth.js';
 import { sendError } from './errors.js';
 import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
+import { lambdaRoutes } from './lambda/routes.js';
 import { bodyLimitBytes } from './limits.js';
 import { redactLine, redactUrl } from './redact.js';
 import { statsRoutes } from './stats-routes.js';
@@ -21,6 +22,8 @@ export interface ApiOptions {
   apiToken?: string;
   /** The Prometheus exposition of this server's metrics. */
   metrics: () => Promise<{ contentType: string; text: string }>;
+  /** The Lambda API's region (in ARNs) and the access key id its signatures name. */
+  lambda: { region: string; accessKeyId: string };
 }
 
 const localhostOrigin = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
@@ -70,6 +73,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   await app.register(functionsRoutes(options.service));
   await app.register(eventsRoutes(options.service));
   await app.register(statsRoutes(options.service));
+  await app.register(lambdaRoutes(options.service, { ...options.lambda, apiToken: options.apiToken }));
   await app.register(webConsole);
   return app;
 }

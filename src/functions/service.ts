@@ -27,7 +27,7 @@ import { Signal } from '../signal.js';
 import { LiveVmCap } from './live-vms.js';
 import { functionMetrics, metricsSummary, type FunctionMetrics, type MetricsSummary } from './metrics.js';
 import {
-  checkEnvVars, checkHandler, checkName, checkRange, decodePackage, defaultPackageHandler, defaults, handlerPattern, isUuid, limits,
+  checkDescription, checkEnvVars, checkHandler, checkLabel, checkName, checkRange, decodePackage, defaultPackageHandler, defaults, handlerPattern, isUuid, limits,
   normaliseRuntime,
 } from './validation.js';
 
@@ -43,6 +43,10 @@ export interface FunctionInput {
   timeout_seconds?: number;
   max_concurrency?: number;
   env_vars?: Record<string, string>;
+  description?: string;
+  /** Lambda API only: the role and runtime identifier its client gave. */
+  lambda_role?: string | null;
+  lambda_runtime?: string | null;
 }
 
 export interface InvokeResponse extends Omit<InvokeOutcome, 'version'> {
@@ -166,6 +170,9 @@ export class FunctionService {
         memory_mb: fields.memory_mb ?? defaults.memoryMb,
         vcpu: fields.vcpu ?? defaults.vcpu,
         max_concurrency: fields.max_concurrency ?? defaults.maxConcurrency,
+        description: fields.description ?? '',
+        lambda_role: fields.lambda_role ?? null,
+        lambda_runtime: fields.lambda_runtime ?? null,
         vm_id: null,
         guest_ip: null,
         port: null,
@@ -381,6 +388,12 @@ export class FunctionService {
     return { request_id: requestId, status, duration_ms: durationMs, response, logs, error, cold_start, version };
   }
 
+  // TEMPORARY until the async branch lands (#12): replaced by the durable queue.
+  async invokeAsync(idOrName: string, _event: unknown): Promise<{ request_id: string }> {
+    this.get(idOrName);
+    throw unavailable('asynchronous invocations are not available yet');
+  }
+
   async invocations(idOrName: string, limit: number, offset: number): Promise<{ items: InvocationRecord[]; total: number }> {
     const { id } = this.get(idOrName);
     const [items, total] = await Promise.all([
@@ -584,7 +597,13 @@ function deploymentKey(d: Deployment): string {
 function checkFields(input: FunctionInput): CheckedFields {
   const out: CheckedFields = {};
   if (input.name !== undefined) out.name = checkName(input.name);
-  if (input.runtime !== undefined) out.runtime = normaliseRuntime(input.runtime);
+  if (input.runtime !== undefined) {
+    out.runtime = normaliseRuntime(input.runtime);
+    out.lambda_runtime = null; // a runtime given without its Lambda identifier: reported from the runtime
+  }
+  if (input.lambda_runtime !== undefined) out.lambda_runtime = checkLabel('lambda_runtime', input.lambda_runtime);
+  if (input.lambda_role !== undefined) out.lambda_role = checkLabel('lambda_role', input.lambda_role);
+  if (input.description !== undefined) out.description = checkDescription(input.description);
   if (input.env_vars !== undefined) out.env_vars = checkEnvVars(input.env_vars);
   if (input.vcpu !== undefined) out.vcpu = checkRange('vcpu', input.vcpu, limits.vcpu);
   if (input.memory_mb !== undefined) out.memory_mb = checkRange('memory_mb', input.memory_mb, limits.memoryMb);

@@ -12,6 +12,8 @@ export const limits = {
   nameLength: 64,
   handlerLength: 128,
   envVars: 64,
+  descriptionLength: 256,
+  labelLength: 2048,
   /** A single-file function's source, as the body limit bounded it before packages (bigger code: a package). */
   codeBytes: 6 * 1024 * 1024,
 } as const;
@@ -84,6 +86,18 @@ export function decodePackage(base64: string): Buffer {
     throw tooLarge(`package is ${zip.length} bytes zipped: at most ${packageLimits.zippedBytes} bytes (50 MiB)`);
   }
   return zip;
+}
+
+export function checkDescription(description: string): string {
+  if (description.length > limits.descriptionLength) throw invalid(`description must be at most ${limits.descriptionLength} characters`);
+  return description;
+}
+
+/** A short piece of text kept for a client (a Lambda role ARN, a runtime identifier), or null. */
+export function checkLabel(field: string, value: unknown): string | null {
+  if (value === null) return null;
+  if (typeof value !== 'string' || value.length > limits.labelLength) throw invalid(`${field} must be a string of at most ${limits.labelLength} characters`);
+  return value;
 }
 
 export function checkEnvVars(env: Record<string, string>): Record<string, string> {

@@ -120,6 +120,19 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('invocation_stats').execute();
     },
   },
+  // What Lambda clients set that fnvm keeps: a description (also on /v1), the role and the runtime identifier.
+  '0007_lambda_fields': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('functions').addColumn('description', 'text', (c) => c.notNull().defaultTo('')).execute();
+      await db.schema.alterTable('functions').addColumn('lambda_role', 'text').execute();
+      await db.schema.alterTable('functions').addColumn('lambda_runtime', 'text').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      for (const column of ['lambda_runtime', 'lambda_role', 'description']) {
+        await db.schema.alterTable('functions').dropColumn(column).execute();
+      }
+    },
+  },
 };
 
 const provider: MigrationProvider = {

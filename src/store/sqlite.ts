@@ -134,6 +134,9 @@ class SqliteStore implements Store {
       updated_at: now,
       init_ms: null,
       snapshot_bytes: null,
+      description: fn.description ?? '',
+      lambda_role: fn.lambda_role ?? null,
+      lambda_runtime: fn.lambda_runtime ?? null,
     };
     const created = await guardName(fn.name, () =>
       this.db.insertInto('functions').values(row).returningAll().executeTakeFirstOrThrow(),

@@ -36,6 +36,12 @@ export interface FunctionRecord {
   init_ms: number | null;
   /** Disk this host uses for the function's snapshot (SnapStart); null without one. */
   snapshot_bytes: number | null;
+  /** Free text for people ('' when none). */
+  description: string;
+  /** The IAM role a Lambda client gave (kept and reported; fnvm has no IAM). */
+  lambda_role: string | null;
+  /** The Lambda runtime identifier a Lambda client gave (nodejs20.x...); null: reported from `runtime`. */
+  lambda_runtime: string | null;
 }
 
 export interface InvocationRecord {
@@ -51,7 +57,10 @@ export interface InvocationRecord {
   error: { type: string; message: string; stack: string } | null;
 }
 
-export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes'>;
+type Defaulted = 'description' | 'lambda_role' | 'lambda_runtime';
+/** The defaulted fields are '' or null when absent. */
+export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes' | Defaulted>
+  & Partial<Pick<FunctionRecord, Defaulted>>;
 /** A patch with `code` drops the package and one with `package` drops the code: a function has one or the other. */
 export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at' | 'last_invoked_at'>>;
 
