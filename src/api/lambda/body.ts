@@ -50,12 +50,13 @@ export function optObject(body: JsonObject, key: string): JsonObject | undefined
   return value;
 }
 
-export function optStringMap(body: JsonObject, key: string): Record<string, string> | undefined {
+/** `label` names the map in messages (its path in the body). */
+export function optStringMap(body: JsonObject, key: string, label = key): Record<string, string> | undefined {
   const value = optObject(body, key);
   if (value === undefined) return undefined;
   const out: Record<string, string> = {};
   for (const [name, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw invalidParameter(`${key}.${name} must be a string`);
+    if (typeof v !== 'string') throw invalidParameter(`${label}.${name} must be a string`);
     out[name] = v;
   }
   return out;

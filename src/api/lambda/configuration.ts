@@ -121,7 +121,7 @@ function configurationInput(body: JsonObject): FunctionInput {
   const timeout = optInteger(body, 'Timeout');
   if (timeout !== undefined) input.timeout_seconds = timeout;
   const environment = optObject(body, 'Environment');
-  if (environment) input.env_vars = optStringMap(environment, 'Variables') ?? {};
+  if (environment) input.env_vars = optStringMap(environment, 'Variables', 'Environment.Variables') ?? {};
   return input;
 }
 
