@@ -8,16 +8,20 @@ function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** The body as a JSON object; an empty body is `{}`. */
-export function jsonObjectOf(body: Buffer | undefined): JsonObject {
+/** Any JSON value; an empty body is `{}` (as Lambda takes an empty invocation payload). */
+export function jsonOf(body: Buffer | undefined): unknown {
   if (body === undefined || body.length === 0) return {};
-  let value: unknown;
   try {
-    value = JSON.parse(body.toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (error) {
     // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- JSON.parse throws SyntaxError
     throw invalidContent(`Could not parse request body into json: ${(error as Error).message}`);
   }
+}
+
+/** The body as a JSON object; an empty body is `{}`. */
+export function jsonObjectOf(body: Buffer | undefined): JsonObject {
+  const value = jsonOf(body);
   if (!isObject(value)) throw invalidContent('the request body must be a JSON object');
   return value;
 }

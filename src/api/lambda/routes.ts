@@ -10,7 +10,7 @@ import type { FunctionRecord } from '../../store/types.js';
 import { maxEventDepth } from '../functions-routes.js';
 import { bodyLimitBytes } from '../limits.js';
 import { verifySignature } from '../sigv4.js';
-import { jsonObjectOf } from './body.js';
+import { jsonObjectOf, jsonOf } from './body.js';
 import { codeUpdate, configurationUpdate, createInput, functionConfiguration, revisionId } from './configuration.js';
 import { invalidContent, LambdaError, sendLambdaError } from './errors.js';
 import { invocationTypeOf, sendInvokeAnswer, wantsTail } from './invoke.js';
@@ -135,14 +135,7 @@ function bodyOf(request: FastifyRequest): Buffer | undefined {
 
 /** An invocation's payload: any JSON value (Lambda passes it through); an empty one is `{}`. */
 function eventOf(body: Buffer | undefined): unknown {
-  if (body === undefined || body.length === 0) return {};
-  let event: unknown;
-  try {
-    event = JSON.parse(body.toString('utf8'));
-  } catch (error) {
-    // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- JSON.parse throws SyntaxError
-    throw invalidContent(`Could not parse request payload into json: ${(error as Error).message}`);
-  }
+  const event = jsonOf(body);
   if (nestsDeeperThan(event, maxEventDepth)) throw invalidContent(`the payload nests deeper than ${maxEventDepth} levels`);
   return event;
 }
