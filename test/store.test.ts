@@ -104,11 +104,23 @@ function withRaw<T>(path: string, read: (db: Database.Database) => T): T {
 }
 
 describe('functions', () => {
+  test('the description and what Lambda clients set are kept and updated', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction({ ...newFunction(), description: 'résumé ✓', lambda_role: 'arn:aws:iam::000000000000:role/r', lambda_runtime: 'python3.12' });
+    assert.deepEqual([fn.description, fn.lambda_role, fn.lambda_runtime], ['résumé ✓', 'arn:aws:iam::000000000000:role/r', 'python3.12']);
+    const updated = await store.updateFunction(fn.id, { description: '', lambda_runtime: null });
+    assert.deepEqual([updated?.description, updated?.lambda_role, updated?.lambda_runtime], ['', 'arn:aws:iam::000000000000:role/r', null]);
+    assert.deepEqual(await store.getFunction(fn.id), updated);
+  });
+
   test('create, get, get by name, and list oldest first', async (t) => {
     const store = await openStore(t);
     const input = newFunction({ name: 'alpha' });
     const created = await store.createFunction(input);
-    assert.deepEqual(created, { ...input, created_at: created.created_at, updated_at: created.created_at, last_invoked_at: null, init_ms: null, snapshot_bytes: null });
+    assert.deepEqual(created, {
+      ...input, created_at: created.created_at, updated_at: created.created_at, last_invoked_at: null, init_ms: null, snapshot_bytes: null,
+      description: '', lambda_role: null, lambda_runtime: null,
+    });
     assert.match(created.created_at, ISO_UTC_MS);
 
     const others = [await store.createFunction(newFunction()), await store.createFunction(newFunction())];
@@ -398,7 +410,7 @@ describe('database file', () => {
       await reopened.close();
     }
     const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
-    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }, { name: '0004_packages' }, { name: '0005_invocation_stats' }]);
+    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }, { name: '0004_packages' }, { name: '0005_invocation_stats' }, { name: '0007_lambda_fields' }]);
   });
 
   test('two stores on one file see each other\'s writes', async (t) => {
