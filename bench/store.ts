@@ -21,7 +21,7 @@ try {
   let n = 0;
   const invocation = (): InvocationRecord => ({
     id: `i${n}`, function_id: fn.id, request_id: `r${n}`, status: n % 10 === 0 ? 'error' : 'success', duration_ms: 0.5 + (n++ % 97) * 1.7,
-    invoked_at: new Date().toISOString(), version: 1, cold_start: false, logs: ['a line'], error: null,
+    invoked_at: new Date().toISOString(), version: 1, cold_start: false, logs: ['a line'], error: null, attempt: 1, async: false,
   });
   await timeEach(500, () => store.recordInvocation(invocation(), 1000)); // warm-up
   const one = await timeEach(records, () => store.recordInvocation(invocation(), 1000));
@@ -55,7 +55,7 @@ async function metricsReads(store: Store): Promise<void> {
   for (let m = 0; m < 1440; m++) {
     await Promise.all(fns.flatMap((fn) => [0, 1, 2].map(() => store.recordInvocation({
       id: `m${n}`, function_id: fn.id, request_id: `m${n}`, status: 'success', duration_ms: 0.5 + (n++ % 500) * 1.3,
-      invoked_at: new Date(now - m * 60_000).toISOString(), version: 1, cold_start: false, logs: [], error: null,
+      invoked_at: new Date(now - m * 60_000).toISOString(), version: 1, cold_start: false, logs: [], error: null, attempt: 1, async: false,
     }, 1))));
   }
   const time = async (label: string, read: () => Promise<unknown>) => {

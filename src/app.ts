@@ -67,6 +67,8 @@ export async function startServer(config: Config, startupLog: (message: string) 
     retention: config.retention,
     idleSeconds: config.idleSeconds,
     maxLiveVms: config.maxLiveVms,
+    asyncRetryDelayMs: config.asyncRetryDelayMs,
+    asyncQueueDepth: config.asyncQueueDepth,
     snapshots,
     log,
   });

@@ -26,6 +26,9 @@ export interface Config {
   /** The Lambda API: the access key id signatures must name (the token is the secret key), the region in ARNs. */
   accessKeyId: string;
   region: string;
+  /** Async invocations: the wait before the first retry (FNVM_ASYNC_RETRY_DELAY_MS), events queued per function. */
+  asyncRetryDelayMs: number;
+  asyncQueueDepth: number;
 }
 
 function int(name: string, fallback: number, min = 0): number {
@@ -63,6 +66,8 @@ export function configFromEnv(): Config {
     apiToken: process.env.FNVM_API_TOKEN || undefined,
     accessKeyId: process.env.FNVM_ACCESS_KEY_ID || 'fnvm',
     region: process.env.FNVM_REGION || 'us-east-1',
+    asyncRetryDelayMs: int('FNVM_ASYNC_RETRY_DELAY_MS', 60_000),
+    asyncQueueDepth: int('FNVM_ASYNC_QUEUE_DEPTH', 100_000, 1),
   };
 }
 

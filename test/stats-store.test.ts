@@ -44,7 +44,7 @@ function invocation(functionId: string, invokedAt: number, status: InvocationRec
   const id = `inv-${next++}`;
   return {
     id, function_id: functionId, request_id: id, status, duration_ms: durationMs, invoked_at: new Date(invokedAt).toISOString(),
-    version: 1, cold_start: coldStart, logs: [], error: null,
+    version: 1, cold_start: coldStart, logs: [], error: null, attempt: 1, async: false,
   };
 }
 

@@ -76,6 +76,8 @@ function newInvocation(functionId: string, overrides: Partial<InvocationRecord> 
     cold_start: false,
     logs: [],
     error: null,
+    attempt: 1,
+    async: false,
     ...overrides,
   };
 }

@@ -7,7 +7,7 @@ import { nestsDeeperThan } from '../json-depth.js';
 import type { FunctionInput, FunctionService } from '../functions/service.js';
 import { bodyLimitBytes, definitionBodyLimitBytes } from './limits.js';
 import { followInvocations } from './logs-stream.js';
-import { createBody, updateBody } from './schemas.js';
+import { createBody, redriveBody, updateBody } from './schemas.js';
 import { EventStreams } from './sse.js';
 
 type IdParams = { Params: { id: string } };
@@ -52,8 +52,29 @@ export function functionsRoutes(service: FunctionService) {
     });
 
     app.post<IdParams & { Body: unknown }>('/v1/functions/:id/invoke', async (request, reply) => {
+      if (respondAsync(request.headers.prefer)) {
+        const { request_id } = await service.invokeAsync(request.params.id, eventOf(request.body));
+        return reply.status(202).header('preference-applied', 'respond-async').send({ request_id, status: 'queued' });
+      }
       const answer = await service.invoke(request.params.id, eventOf(request.body));
       return reply.type('application/json; charset=utf-8').send(answerJson(answer));
+    });
+
+    app.get<IdParams>('/v1/functions/:id/queue', async (request) => service.queueFigures(request.params.id));
+
+    app.get<IdParams & { Querystring: Record<string, string | undefined> }>('/v1/functions/:id/dead-letters', async (request) => {
+      const limit = queryInt(request.query.limit, 'limit', 100, 1, 1000);
+      const offset = queryInt(request.query.offset, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+      return service.deadLetters(request.params.id, limit, offset);
+    });
+
+    app.post<IdParams & { Body: { request_ids?: string[] } | undefined }>('/v1/functions/:id/dead-letters/redrive', { schema: { body: redriveBody } }, async (request) => ({
+      redriven: await service.redrive(request.params.id, request.body?.request_ids),
+    }));
+
+    app.delete<IdParams & { Params: { requestId: string } }>('/v1/functions/:id/dead-letters/:requestId', async (request) => {
+      await service.discardDeadLetter(request.params.id, request.params.requestId);
+      return { message: 'Dead letter deleted' };
     });
 
     app.get<IdParams & { Querystring: Record<string, string | undefined> }>('/v1/functions/:id/logs', async (request, reply) => {
@@ -89,6 +110,12 @@ function eventOf(body: unknown): unknown {
   const event = 'event' in body ? body.event : body;
   if (nestsDeeperThan(event, maxEventDepth)) throw invalid(`the event nests deeper than ${maxEventDepth} levels`);
   return event;
+}
+
+/** `Prefer: respond-async` (RFC 7240) asks for an asynchronous invocation; other preferences are ignored. */
+function respondAsync(prefer: string | string[] | undefined): boolean {
+  const values = prefer === undefined ? [] : Array.isArray(prefer) ? prefer : [prefer];
+  return values.some((value) => value.split(',').some((p) => p.trim().toLowerCase() === 'respond-async'));
 }
 
 function queryInt(raw: string | undefined, name: string, fallback: number, min: number, max: number): number {

@@ -2,6 +2,7 @@
 // emitter per service, so two servers in one process never count each other's work.
 import { EventEmitter } from 'node:events';
 import type { InvocationRecord } from '../store/types.js';
+import type { AsyncOutcome } from './async-queue.js';
 
 /** Why a function's VM was replaced. */
 export type ReplacementCause = 'timeout' | 'oom' | 'crash' | 'hang' | 'protocol';
@@ -22,6 +23,8 @@ export interface ActivityEvents {
   deployed: [{ functionId: string; name: string; ms: number; outcome: 'ready' | 'error' }];
   /** A serving VM was stopped and is being replaced. */
   replaced: [{ functionId: string; cause: ReplacementCause }];
+  /** An asynchronous event was accepted, succeeded, is retried, gave up (a dead letter) or was redriven. */
+  async: [{ functionId: string; name: string; outcome: AsyncOutcome }];
 }
 
 export class Activity extends EventEmitter<ActivityEvents> {

@@ -6,10 +6,13 @@ import { EventEmitter } from 'node:events';
 import { ChannelClosedError, ChannelTimeoutError } from '../guest/channel.js';
 import type { Runtime } from '../guest/protocol.js';
 import {
+  asyncDefaults,
   NameTakenError,
   type FunctionPatch,
   type FunctionRecord,
   type FunctionState,
+  type AsyncEvent,
+  type EventSettlement,
   type InvocationRecord,
   type Store,
 } from '../store/types.js';
@@ -20,6 +23,7 @@ import { specKey, type NetworkMode } from '../vm/spec.js';
 import { PackageError, type PackageFile, type PackageInfo, type PackageRepository } from '../packages/types.js';
 import { toMicros } from '../stats/bucket.js';
 import { Activity } from './activity.js';
+import { AsyncQueue, deadLetterOf, QueueFullError, type AttemptResult, type DeadLetter, type QueueFigures } from './async-queue.js';
 import { busy, conflict, FunctionError, invalid, notFound, tooLarge, unavailable } from './errors.js';
 import { DeletedError, FunctionInstance, LoadError, type Deployment, type InvokeOutcome, type SnapStart } from './instance.js';
 import { Limiter } from '../limiter.js';
@@ -47,6 +51,8 @@ export interface FunctionInput {
   /** Lambda API only: the role and runtime identifier its client gave. */
   lambda_role?: string | null;
   lambda_runtime?: string | null;
+  async_max_retries?: number;
+  async_max_event_age_seconds?: number;
 }
 
 export interface InvokeResponse extends Omit<InvokeOutcome, 'version'> {
@@ -70,10 +76,15 @@ export interface ServiceOptions {
   snapshots?: FunctionSnapshots;
   /** Deployment packages, stored once by content; without it, `package` is refused. */
   packages?: PackageRepository;
+  /** Asynchronous invocations: the wait before the first retry (doubling), and events queued per function at most. */
+  asyncRetryDelayMs: number;
+  asyncQueueDepth: number;
   log: (message: string) => void;
 }
 
 const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
+/** Async attempts running at once on the host, over every function: the rest wait, sync traffic goes first. */
+const maxAsyncAttempts = 32;
 const guestAddress = '10.0.2.15';
 
 /**
@@ -108,9 +119,31 @@ export class FunctionService {
   /** Packages stored for a create or update that has not saved its record yet: not to be removed meanwhile. */
   private readonly pendingPackages = new Map<string, number>();
 
+  private readonly queue: AsyncQueue;
+
   private constructor(private readonly options: ServiceOptions) {
     this.liveVms = new LiveVmCap(options.maxLiveVms, (id) => this.instances.get(id)?.sleepIfIdle() ?? false);
     this.snapStart = options.snapshots && this.snapStartOver(options.snapshots);
+    this.queue = new AsyncQueue({
+      store: options.store,
+      settings: (id) => {
+        const record = this.records.get(id);
+        return record && { maxRetries: record.async_max_retries, maxEventAgeSeconds: record.async_max_event_age_seconds, retryDelayMs: options.asyncRetryDelayMs };
+      },
+      capacity: (id) => {
+        const record = this.records.get(id);
+        const instance = this.instances.get(id);
+        return record && instance && { inflight: instance.inflight, max: record.max_concurrency };
+      },
+      run: (event, settle) => this.runAttempt(event, settle),
+      maxDepth: options.asyncQueueDepth,
+      maxRunning: maxAsyncAttempts,
+      onOutcome: (functionId, outcome) => {
+        const record = this.records.get(functionId);
+        if (record) this.activity.emit('async', { functionId, name: record.name, outcome });
+      },
+      log: options.log,
+    });
   }
 
   /**
@@ -131,6 +164,7 @@ export class FunctionService {
       if (record.state === 'ready' && record.vm_id === null) instance.startAsleep(service.deployment(record));
       else if (record.state !== 'error') service.scheduleDeploy(record.id);
     }
+    await service.queue.load();
     return service;
   }
 
@@ -173,6 +207,9 @@ export class FunctionService {
         description: fields.description ?? '',
         lambda_role: fields.lambda_role ?? null,
         lambda_runtime: fields.lambda_runtime ?? null,
+        async_max_retries: fields.async_max_retries ?? asyncDefaults.maxRetries,
+        async_max_event_age_seconds: fields.async_max_event_age_seconds ?? asyncDefaults.maxEventAgeSeconds,
+        async_configured_at: fields.async_configured_at ?? null,
         vm_id: null,
         guest_ip: null,
         port: null,
@@ -334,6 +371,7 @@ export class FunctionService {
     const instance = this.instances.get(id);
     this.records.delete(id);
     this.instances.delete(id);
+    this.queue.drop(id);
     this.wakeSettled(id);
     await instance?.stop(); // aborts a deploy in progress at its next step
     await this.options.snapshots?.remove(id);
@@ -343,8 +381,68 @@ export class FunctionService {
   }
 
   async invoke(idOrName: string, event: unknown): Promise<InvokeResponse> {
-    let record = this.get(idOrName);
+    return this.execute(this.get(idOrName), event, { requestId: randomUUID(), attempt: 1 });
+  }
+
+  /**
+   * Accepts an asynchronous invocation: committed to the store before this resolves (the 202), run by the queue
+   * at least once, retried after function errors, kept as a dead letter once it gives up.
+   */
+  async invokeAsync(idOrName: string, event: unknown): Promise<{ request_id: string }> {
+    const record = this.get(idOrName);
+    const payload = JSON.stringify(event ?? {});
+    const bytes = Buffer.byteLength(payload);
+    if (bytes > limits.asyncEventBytes) throw tooLarge(`an asynchronous event is at most ${limits.asyncEventBytes} bytes of JSON, this one ${bytes}`);
+    const requestId = randomUUID();
+    try {
+      await this.queue.enqueue(record.id, requestId, payload);
+    } catch (error) {
+      if (error instanceof QueueFullError) {
+        this.activity.emit('throttled', { functionId: record.id, name: record.name });
+        throw busy(`function ${record.name}: ${error.message}`);
+      }
+      if (!this.records.has(record.id)) throw notFound(idOrName); // deleted meanwhile
+      throw error;
+    }
+    return { request_id: requestId };
+  }
+
+  /** The asynchronous queue's figures for a function. */
+  queueFigures(idOrName: string): QueueFigures {
+    return this.queue.figures(this.get(idOrName).id);
+  }
+
+  async deadLetters(idOrName: string, limit: number, offset: number): Promise<{ items: DeadLetter[]; total: number }> {
+    const { id } = this.get(idOrName);
+    const events = await this.options.store.listDeadLetters(id, limit, offset);
+    return { items: events.map(deadLetterOf), total: this.queue.figures(id).dead_letters };
+  }
+
+  /** Dead letters back to the queue (all, or those named); resolves to how many. */
+  redrive(idOrName: string, requestIds?: string[]): Promise<number> {
+    return this.queue.redrive(this.get(idOrName).id, requestIds);
+  }
+
+  async discardDeadLetter(idOrName: string, requestId: string): Promise<void> {
+    const record = this.get(idOrName);
+    if (!(await this.queue.discard(record.id, requestId))) throw new FunctionError('not_found', `function ${record.name} has no dead letter ${requestId}`);
+  }
+
+  /** One attempt of an async event, for the queue: its record commits with `settle`'s settlement. */
+  private async runAttempt(event: AsyncEvent, settle: (result: AttemptResult) => EventSettlement): Promise<void> {
+    const record = this.records.get(event.function_id);
+    if (!record) throw notFound(event.function_id);
+    await this.execute(record, JSON.parse(event.payload), { requestId: event.request_id, attempt: event.attempts, settle });
+  }
+
+  /**
+   * Runs one invocation and commits its record (with an async attempt's settlement) before resolving. A sync
+   * invocation waits for a deploy in progress; an async attempt is refused instead (the queue backs off).
+   */
+  private async execute(record: FunctionRecord, event: unknown, run: { requestId: string; attempt: number; settle?: (result: AttemptResult) => EventSettlement }): Promise<InvokeResponse> {
+    const isAsync = run.settle !== undefined;
     if (deploying.has(record.state)) {
+      if (isAsync) throw conflict(`function ${record.name} is still deploying (state: ${record.state})`);
       await this.waitSettled(record.id, this.options.deployWaitMs);
       record = this.get(record.id);
       if (deploying.has(record.state)) throw conflict(`function ${record.name} is still deploying (state: ${record.state})`);
@@ -352,10 +450,10 @@ export class FunctionService {
     if (record.state === 'error') throw conflict(`function ${record.name} is in error state: ${record.error ?? 'unknown error'}`);
     const instance = this.instance(record.id);
     if (instance.inflight >= record.max_concurrency) {
-      this.activity.emit('throttled', { functionId: record.id, name: record.name });
+      if (!isAsync) this.activity.emit('throttled', { functionId: record.id, name: record.name });
       throw busy(`function ${record.name} is at its max_concurrency of ${record.max_concurrency}`);
     }
-    const requestId = randomUUID();
+    const { requestId } = run;
     const invokedAt = new Date().toISOString();
     let outcome: InvokeOutcome;
     const started = performance.now();
@@ -369,7 +467,8 @@ export class FunctionService {
     }
     const answered = performance.now();
     const durationMs = outcome.duration_ms; // bounded by the host's wait and to the microsecond (instance.ts)
-    await this.record(answered - started, {
+    const settlement = run.settle?.({ status: outcome.status, error: outcome.error && { type: outcome.error.type, message: outcome.error.message } });
+    await this.record(answered - started, settlement, {
       id: randomUUID(),
       function_id: record.id,
       request_id: requestId,
@@ -380,18 +479,15 @@ export class FunctionService {
       cold_start: outcome.cold_start,
       logs: outcome.logs,
       error: outcome.error,
+      attempt: run.attempt,
+      async: isAsync,
     });
+    this.queue.poke(); // a slot is free again
     if (invokeTimings.hasSubscribers) {
       invokeTimings.publish({ guestMs: answered - started, storeMs: performance.now() - answered } satisfies InvokeTimings);
     }
     const { status, response, logs, error, cold_start, version } = outcome;
     return { request_id: requestId, status, duration_ms: durationMs, response, logs, error, cold_start, version };
-  }
-
-  // TEMPORARY until the async branch lands (#12): replaced by the durable queue.
-  async invokeAsync(idOrName: string, _event: unknown): Promise<{ request_id: string }> {
-    this.get(idOrName);
-    throw unavailable('asynchronous invocations are not available yet');
   }
 
   async invocations(idOrName: string, limit: number, offset: number): Promise<{ items: InvocationRecord[]; total: number }> {
@@ -415,6 +511,7 @@ export class FunctionService {
 
   /** Stops every function VM (in-flight invocations on them fail), including ones a deploy is still starting. */
   async close(): Promise<void> {
+    await this.queue.close(); // attempts running finish and record first
     const instances = [...this.instances.values()];
     this.instances.clear();
     await Promise.all(instances.map((instance) => instance.stop()));
@@ -427,12 +524,12 @@ export class FunctionService {
     return this.instances.get(id)?.inflight ?? 0;
   }
 
-  private async record(hostMs: number, invocation: InvocationRecord): Promise<void> {
+  private async record(hostMs: number, settle: EventSettlement | undefined, invocation: InvocationRecord): Promise<void> {
     const record = this.records.get(invocation.function_id);
     if (!record) return; // deleted while it ran: its history went with it
     record.last_invoked_at = invocation.invoked_at;
     try {
-      await this.options.store.recordInvocation(invocation, this.options.retention);
+      await this.options.store.recordInvocation(invocation, this.options.retention, settle);
     } catch (error) {
       if (this.records.has(invocation.function_id)) throw error;
       return;
@@ -604,6 +701,11 @@ function checkFields(input: FunctionInput): CheckedFields {
   if (input.lambda_runtime !== undefined) out.lambda_runtime = checkLabel('lambda_runtime', input.lambda_runtime);
   if (input.lambda_role !== undefined) out.lambda_role = checkLabel('lambda_role', input.lambda_role);
   if (input.description !== undefined) out.description = checkDescription(input.description);
+  if (input.async_max_retries !== undefined) out.async_max_retries = checkRange('async_max_retries', input.async_max_retries, limits.asyncMaxRetries);
+  if (input.async_max_event_age_seconds !== undefined) {
+    out.async_max_event_age_seconds = checkRange('async_max_event_age_seconds', input.async_max_event_age_seconds, limits.asyncMaxEventAgeSeconds);
+  }
+  if (out.async_max_retries !== undefined || out.async_max_event_age_seconds !== undefined) out.async_configured_at = new Date().toISOString();
   if (input.env_vars !== undefined) out.env_vars = checkEnvVars(input.env_vars);
   if (input.vcpu !== undefined) out.vcpu = checkRange('vcpu', input.vcpu, limits.vcpu);
   if (input.memory_mb !== undefined) out.memory_mb = checkRange('memory_mb', input.memory_mb, limits.memoryMb);

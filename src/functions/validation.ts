@@ -13,6 +13,10 @@ export const limits = {
   handlerLength: 128,
   envVars: 64,
   descriptionLength: 256,
+  /** Lambda's: MaximumRetryAttempts 0-2, MaximumEventAgeInSeconds 60-21600, an async payload 1 MB. */
+  asyncMaxRetries: { min: 0, max: 2 },
+  asyncMaxEventAgeSeconds: { min: 60, max: 21_600 },
+  asyncEventBytes: 1024 * 1024,
   labelLength: 2048,
   /** A single-file function's source, as the body limit bounded it before packages (bigger code: a package). */
   codeBytes: 6 * 1024 * 1024,

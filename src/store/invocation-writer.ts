@@ -1,23 +1,36 @@
-// Group commit for invocation records, the one write on the invoke path. Records that arrive within one turn
-// of the event loop (invocations finishing together) go into one transaction, which costs about what one
-// record alone does; each caller's promise settles only after the commit that holds its record, so no answer
-// goes out before its record is durable (WAL, synchronous=NORMAL: it survives a crash of the process).
-// The same transaction adds the batch to the function's minute and hour statistics (stats-table.ts).
+// Group commit for invocation records, the one write on the invoke path, and for the asynchronous queue's
+// writes (accepting, claiming, settling events). Writes that arrive within one turn of the event loop
+// (invocations finishing together) go into one transaction, which costs about what one alone does; each
+// caller's promise settles only after the commit that holds its write, so no answer goes out before its record
+// is durable (WAL, synchronous=NORMAL: it survives a crash of the process). The same transaction adds the
+// batch to the function's minute and hour statistics (stats-table.ts), and an async attempt's record commits
+// with its event's settlement, so a crash never leaves a success recorded with its event still queued.
 import type Database from 'better-sqlite3';
 import { BatchBuckets } from '../stats/batch.js';
 import { StatsUpserter } from './stats-table.js';
-import type { InvocationRecord } from './types.js';
+import type { AsyncEvent, EventSettlement, InvocationRecord } from './types.js';
 
 /** The invocations table's columns except seq, as bound parameters: the record with its encoded fields. */
-export interface InvocationRow extends Omit<InvocationRecord, 'cold_start' | 'logs' | 'error'> {
+export interface InvocationRow extends Omit<InvocationRecord, 'cold_start' | 'logs' | 'error' | 'async'> {
   cold_start: number;
   logs: string;
   error: string | null;
+  async: number;
 }
 
+/** The async_events table's columns as bound parameters. */
+export interface EventRow extends Omit<AsyncEvent, 'last_error'> {
+  last_error: string | null;
+}
+
+/** One write of a batch. */
+export type Write =
+  | { kind: 'record'; invocation: InvocationRecord; retention: number; settle?: EventSettlement }
+  | { kind: 'enqueue'; event: AsyncEvent }
+  | { kind: 'save'; event: AsyncEvent };
+
 interface Queued {
-  invocation: InvocationRecord;
-  retention: number;
+  write: Write;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -28,7 +41,12 @@ export function invocationToRow(invocation: InvocationRecord): InvocationRow {
     cold_start: invocation.cold_start ? 1 : 0,
     logs: JSON.stringify(invocation.logs),
     error: invocation.error === null ? null : JSON.stringify(invocation.error),
+    async: invocation.async ? 1 : 0,
   };
+}
+
+export function eventToRow(event: AsyncEvent): EventRow {
+  return { ...event, last_error: event.last_error === null ? null : JSON.stringify(event.last_error) };
 }
 
 export class InvocationWriter {
@@ -42,9 +60,23 @@ export class InvocationWriter {
    */
   constructor(sqlite: Database.Database, private readonly exclusive: (write: () => void) => Promise<void>) {
     const insert = sqlite.prepare<[InvocationRow]>(
-      `INSERT INTO invocations (id, function_id, request_id, status, duration_ms, invoked_at, version, cold_start, logs, error)
-       VALUES (@id, @function_id, @request_id, @status, @duration_ms, @invoked_at, @version, @cold_start, @logs, @error)`,
+      `INSERT INTO invocations (id, function_id, request_id, status, duration_ms, invoked_at, version, cold_start, logs, error, attempt, async)
+       VALUES (@id, @function_id, @request_id, @status, @duration_ms, @invoked_at, @version, @cold_start, @logs, @error, @attempt, @async)`,
     );
+    const enqueue = sqlite.prepare<[EventRow]>(
+      `INSERT INTO async_events (request_id, function_id, payload, state, attempts, failures, enqueued_at, next_attempt_at, last_error, dead_reason, updated_at)
+       VALUES (@request_id, @function_id, @payload, @state, @attempts, @failures, @enqueued_at, @next_attempt_at, @last_error, @dead_reason, @updated_at)`,
+    );
+    const save = sqlite.prepare<[EventRow]>(
+      `UPDATE async_events SET state = @state, attempts = @attempts, failures = @failures, enqueued_at = @enqueued_at,
+         next_attempt_at = @next_attempt_at, last_error = @last_error, dead_reason = @dead_reason, updated_at = @updated_at
+       WHERE request_id = @request_id`,
+    );
+    const remove = sqlite.prepare<[string]>('DELETE FROM async_events WHERE request_id = ?');
+    const settle = (settlement: EventSettlement) => {
+      if ('delete' in settlement) remove.run(settlement.delete);
+      else save.run(eventToRow(settlement.save));
+    };
     // Everything up to the newest record beyond the kept ones (NULL, deleting nothing, if there are not that many).
     const trim = sqlite.prepare<[string, string, number]>(
       `DELETE FROM invocations WHERE function_id = ? AND seq <= (
@@ -54,9 +86,19 @@ export class InvocationWriter {
     this.commitBatch = sqlite.transaction((batch: Queued[]) => {
       const retentions = new Map<string, number>();
       const buckets = new BatchBuckets();
-      for (const { invocation, retention } of batch) {
+      for (const { write } of batch) {
+        if (write.kind === 'enqueue') {
+          enqueue.run(eventToRow(write.event));
+          continue;
+        }
+        if (write.kind === 'save') {
+          save.run(eventToRow(write.event));
+          continue;
+        }
+        const { invocation, retention } = write;
         const row = invocationToRow(invocation);
         insert.run(row);
+        if (write.settle) settle(write.settle);
         buckets.count(invocation);
         // One trim per function per batch, to the smallest retention any of its records asked for.
         retentions.set(row.function_id, Math.min(retention, retentions.get(row.function_id) ?? retention));
@@ -66,11 +108,11 @@ export class InvocationWriter {
     });
   }
 
-  /** Resolves once the record is committed; rejects if it cannot be (e.g. its function does not exist). */
-  write(invocation: InvocationRecord, retention: number): Promise<void> {
+  /** Resolves once the write is committed; rejects if it cannot be (e.g. its function does not exist). */
+  write(write: Write): Promise<void> {
     return new Promise((resolve, reject) => {
       // setImmediate runs after the I/O callbacks of this turn: every reply that arrived with this one joins it.
-      if (this.queue.push({ invocation, retention, resolve, reject }) === 1) setImmediate(() => this.flush());
+      if (this.queue.push({ write, resolve, reject }) === 1) setImmediate(() => this.flush());
     });
   }
 

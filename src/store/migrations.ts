@@ -120,6 +120,41 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('invocation_stats').execute();
     },
   },
+  // Asynchronous invocations: the durable queue and dead-letter list, the per-function settings, and which
+  // attempt of which kind of invocation a record is.
+  '0006_async_events': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('async_events')
+        .addColumn('request_id', 'text', (c) => c.primaryKey())
+        .addColumn('function_id', 'text', (c) => c.notNull().references('functions.id').onDelete('cascade'))
+        .addColumn('payload', 'text', (c) => c.notNull()) // JSON
+        .addColumn('state', 'text', (c) => c.notNull()) // queued | dead
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('failures', 'integer', (c) => c.notNull())
+        .addColumn('enqueued_at', 'integer', (c) => c.notNull()) // unix ms
+        .addColumn('next_attempt_at', 'integer', (c) => c.notNull()) // unix ms
+        .addColumn('last_error', 'text') // JSON {type, message} or NULL
+        .addColumn('dead_reason', 'text')
+        .addColumn('updated_at', 'integer', (c) => c.notNull()) // unix ms
+        .execute();
+      // Serves the dead-letter list per function, newest failure first, and deleting a function's events.
+      await db.schema.createIndex('async_events_function').on('async_events').columns(['function_id', 'state', 'updated_at']).execute();
+      await db.schema.alterTable('functions').addColumn('async_max_retries', 'integer', (c) => c.notNull().defaultTo(2)).execute();
+      await db.schema.alterTable('functions').addColumn('async_max_event_age_seconds', 'integer', (c) => c.notNull().defaultTo(21_600)).execute();
+      await db.schema.alterTable('functions').addColumn('async_configured_at', 'text').execute();
+      await db.schema.alterTable('invocations').addColumn('attempt', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+      await db.schema.alterTable('invocations').addColumn('async', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('invocations').dropColumn('async').execute();
+      await db.schema.alterTable('invocations').dropColumn('attempt').execute();
+      for (const column of ['async_configured_at', 'async_max_event_age_seconds', 'async_max_retries']) {
+        await db.schema.alterTable('functions').dropColumn(column).execute();
+      }
+      await db.schema.dropTable('async_events').execute();
+    },
+  },
   // What Lambda clients set that fnvm keeps: a description (also on /v1), the role and the runtime identifier.
   '0007_lambda_fields': {
     async up(db: Kysely<unknown>): Promise<void> {

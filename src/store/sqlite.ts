@@ -4,13 +4,16 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql, type ExpressionBuilder, type Generated, type SqliteDatabase, type Insertable, type Selectable, type Updateable } from 'kysely';
 import { backstopCheckpointPages, startCheckpointer, type Checkpointer } from './checkpointer.js';
-import { InvocationWriter, type InvocationRow } from './invocation-writer.js';
+import { InvocationWriter, type EventRow, type InvocationRow } from './invocation-writer.js';
 import { migrateToLatest } from './migrations.js';
 import { rowToBucket, type StatsRow } from './stats-table.js';
 import type { KeyedBucket } from '../stats/batch.js';
 import { resolutions, retentionCutoff } from '../stats/resolutions.js';
 import {
+  asyncDefaults,
   NameTakenError,
+  type AsyncEvent,
+  type EventSettlement,
   type FunctionPatch,
   type FunctionRecord,
   type InvocationRecord,
@@ -36,6 +39,7 @@ interface Tables {
   functions: FunctionsTable;
   invocations: InvocationsTable;
   invocation_stats: StatsRow;
+  async_events: EventRow;
 }
 type FunctionRow = Selectable<FunctionsTable> & { last_invoked_at: string | null };
 
@@ -137,6 +141,9 @@ class SqliteStore implements Store {
       description: fn.description ?? '',
       lambda_role: fn.lambda_role ?? null,
       lambda_runtime: fn.lambda_runtime ?? null,
+      async_max_retries: fn.async_max_retries ?? asyncDefaults.maxRetries,
+      async_max_event_age_seconds: fn.async_max_event_age_seconds ?? asyncDefaults.maxEventAgeSeconds,
+      async_configured_at: fn.async_configured_at ?? null,
     };
     const created = await guardName(fn.name, () =>
       this.db.insertInto('functions').values(row).returningAll().executeTakeFirstOrThrow(),
@@ -171,17 +178,65 @@ class SqliteStore implements Store {
     return this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('invocations').where('function_id', '=', id).execute();
       await trx.deleteFrom('invocation_stats').where('function_id', '=', id).execute();
+      await trx.deleteFrom('async_events').where('function_id', '=', id).execute();
       const { numDeletedRows } = await trx.deleteFrom('functions').where('id', '=', id).executeTakeFirst();
       return numDeletedRows > 0n;
     });
   }
 
   // The hot path (once per invocation): group commit, see invocation-writer.ts.
-  async recordInvocation(invocation: InvocationRecord, retention: number): Promise<void> {
+  async recordInvocation(invocation: InvocationRecord, retention: number, settle?: EventSettlement): Promise<void> {
     if (!Number.isInteger(retention) || retention < 0) {
       throw new RangeError(`retention must be a non-negative integer, got ${retention}`);
     }
-    return this.writer.write(invocation, retention);
+    return this.writer.write({ kind: 'record', invocation, retention, ...(settle && { settle }) });
+  }
+
+  enqueueEvent(event: AsyncEvent): Promise<void> {
+    return this.writer.write({ kind: 'enqueue', event });
+  }
+
+  saveEvent(event: AsyncEvent): Promise<void> {
+    return this.writer.write({ kind: 'save', event });
+  }
+
+  async deleteEvent(requestId: string): Promise<boolean> {
+    const { numDeletedRows } = await this.db.deleteFrom('async_events').where('request_id', '=', requestId).executeTakeFirst();
+    return numDeletedRows > 0n;
+  }
+
+  async getEvent(requestId: string): Promise<AsyncEvent | undefined> {
+    const row = await this.db.selectFrom('async_events').selectAll().where('request_id', '=', requestId).executeTakeFirst();
+    return row && rowToEvent(row);
+  }
+
+  async listQueuedEvents(): Promise<AsyncEvent[]> {
+    const rows = await this.db.selectFrom('async_events').selectAll().where('state', '=', 'queued').execute();
+    return rows.map(rowToEvent);
+  }
+
+  async listDeadLetters(functionId: string, limit: number, offset: number): Promise<AsyncEvent[]> {
+    const rows = await this.db
+      .selectFrom('async_events')
+      .selectAll()
+      .where('function_id', '=', functionId)
+      .where('state', '=', 'dead')
+      .orderBy('updated_at', 'desc')
+      .orderBy('request_id')
+      .limit(limit)
+      .offset(offset)
+      .execute();
+    return rows.map(rowToEvent);
+  }
+
+  async countDeadLetters(): Promise<Map<string, number>> {
+    const rows = await this.db
+      .selectFrom('async_events')
+      .select((eb) => ['function_id', eb.fn.countAll<number>().as('count')])
+      .where('state', '=', 'dead')
+      .groupBy('function_id')
+      .execute();
+    return new Map(rows.map((r) => [r.function_id, r.count]));
   }
 
   async listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]> {
@@ -310,10 +365,15 @@ function patchToRow(patch: FunctionPatch): Updateable<FunctionsTable> {
   return env_vars === undefined ? row : { ...row, env_vars: JSON.stringify(env_vars) };
 }
 
+function rowToEvent(row: Selectable<EventRow>): AsyncEvent {
+  return { ...row, last_error: row.last_error === null ? null : parseJson<NonNullable<AsyncEvent['last_error']>>(row.last_error) };
+}
+
 function rowToInvocation(row: Selectable<InvocationsTable>): InvocationRecord {
-  const { seq: _seq, cold_start, logs, error, ...rest } = row;
+  const { seq: _seq, cold_start, logs, error, async, ...rest } = row;
   return {
     ...rest,
+    async: async === 1,
     cold_start: cold_start === 1,
     logs: parseJson<InvocationRecord['logs']>(logs),
     error: error === null ? null : parseJson<NonNullable<InvocationRecord['error']>>(error),

@@ -42,6 +42,11 @@ export interface FunctionRecord {
   lambda_role: string | null;
   /** The Lambda runtime identifier a Lambda client gave (nodejs20.x...); null: reported from `runtime`. */
   lambda_runtime: string | null;
+  /** Asynchronous invocations: retries after a function error or timeout (0-2), and how old an event may get. */
+  async_max_retries: number;
+  async_max_event_age_seconds: number;
+  /** When either was last set explicitly (null: never, Lambda's GetFunctionEventInvokeConfig is then a 404). */
+  async_configured_at: string | null;
 }
 
 export interface InvocationRecord {
@@ -55,10 +60,44 @@ export interface InvocationRecord {
   cold_start: boolean;
   logs: string[];
   error: { type: string; message: string; stack: string } | null;
+  /** 1 for a synchronous invocation; an asynchronous event's attempt number (its attempts share request_id). */
+  attempt: number;
+  async: boolean;
 }
 
-type Defaulted = 'description' | 'lambda_role' | 'lambda_runtime';
-/** The defaulted fields are '' or null when absent. */
+/** Lambda's defaults for asynchronous invocations. */
+export const asyncDefaults = { maxRetries: 2, maxEventAgeSeconds: 21_600 } as const;
+
+export type AsyncEventState = 'queued' | 'dead';
+/** Why an event went to the dead-letter list. */
+export type DeadReason = 'RetriesExhausted' | 'EventAgeExceeded';
+
+/** An accepted asynchronous invocation, until it succeeds (then it is deleted) or lands in the dead-letter list. */
+export interface AsyncEvent {
+  request_id: string;
+  function_id: string;
+  /** The event as JSON text. */
+  payload: string;
+  state: AsyncEventState;
+  /** Attempts started (each numbers its invocation record); a started attempt counts even if the server died in it. */
+  attempts: number;
+  /** Function errors and timeouts since it was accepted or redriven (what the retry limit counts). */
+  failures: number;
+  /** Unix ms: accepted (or redriven): its age counts from here. */
+  enqueued_at: number;
+  /** Unix ms: when it may run next. */
+  next_attempt_at: number;
+  last_error: { type: string; message: string } | null;
+  dead_reason: DeadReason | null;
+  /** Unix ms of the last change (for a dead letter: when it failed). */
+  updated_at: number;
+}
+
+/** What an async attempt's record commits with: the event deleted (it succeeded) or saved as it is now. */
+export type EventSettlement = { delete: string } | { save: AsyncEvent };
+
+type Defaulted = 'description' | 'lambda_role' | 'lambda_runtime' | 'async_max_retries' | 'async_max_event_age_seconds' | 'async_configured_at';
+/** The defaulted fields are '', null or the async defaults (asyncDefaults) when absent. */
 export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes' | Defaulted>
   & Partial<Pick<FunctionRecord, Defaulted>>;
 /** A patch with `code` drops the package and one with `package` drops the code: a function has one or the other. */
@@ -93,10 +132,22 @@ export interface Store {
   /**
    * Records one invocation (its invoked_at becomes the function's last_invoked_at), adds it to the function's
    * statistics (a minute and an hour bucket) and trims that function's history to the newest `retention`
-   * records (the statistics keep it), in one transaction, which concurrent calls may share; resolves once it is
-   * committed.
+   * records (the statistics keep it), with an async attempt's event settlement, in one transaction, which
+   * concurrent calls may share; resolves once it is committed.
    */
-  recordInvocation(invocation: InvocationRecord, retention: number): Promise<void>;
+  recordInvocation(invocation: InvocationRecord, retention: number, settle?: EventSettlement): Promise<void>;
+  /** Stores a new event (group-committed like records); resolves once it is durable. */
+  enqueueEvent(event: AsyncEvent): Promise<void>;
+  /** Writes an event's mutable fields as given (group-committed); false if it is gone. */
+  saveEvent(event: AsyncEvent): Promise<void>;
+  deleteEvent(requestId: string): Promise<boolean>;
+  getEvent(requestId: string): Promise<AsyncEvent | undefined>;
+  /** Every queued event, for the dispatcher at start (any order). */
+  listQueuedEvents(): Promise<AsyncEvent[]>;
+  /** A function's dead letters, the latest failure first. */
+  listDeadLetters(functionId: string, limit: number, offset: number): Promise<AsyncEvent[]>;
+  /** Dead letters per function id. */
+  countDeadLetters(): Promise<Map<string, number>>;
   /** Newest first. */
   listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]>;
   countInvocations(functionId: string): Promise<number>;

@@ -13,6 +13,7 @@ import { verifySignature } from '../sigv4.js';
 import { jsonObjectOf, jsonOf } from './body.js';
 import { codeUpdate, configurationUpdate, createInput, functionConfiguration, revisionId } from './configuration.js';
 import { invalidContent, LambdaError, sendLambdaError } from './errors.js';
+import { eventInvokeConfig, eventInvokeConfigInput } from './event-config.js';
 import { invocationTypeOf, sendInvokeAnswer, wantsTail } from './invoke.js';
 import { functionNameOf } from './names.js';
 
@@ -97,6 +98,13 @@ export function lambdaRoutes(service: FunctionService, options: LambdaApiOptions
       await service.delete(find(request).id);
       return reply.status(204).send();
     });
+
+    app.put<Named>('/2019-09-25/functions/:name/event-invoke-config', async (request) => {
+      const input = eventInvokeConfigInput(jsonObjectOf(bodyOf(request)));
+      return eventInvokeConfig(await service.update(find(request).id, input), regionOf(request));
+    });
+
+    app.get<Named>('/2019-09-25/functions/:name/event-invoke-config', async (request) => eventInvokeConfig(find(request), regionOf(request)));
 
     app.post<Named>('/2015-03-31/functions/:name/invocations', { bodyLimit: bodyLimitBytes }, async (request, reply) => {
       const type = invocationTypeOf(request.headers['x-amz-invocation-type']);
