@@ -1,0 +1,222 @@
+// Asynchronous invocations on real VMs: `Prefer: respond-async` over /v1 and Event over the Lambda API (the real
+// SDK) answer 202 and run the event; a failing one is attempted 1 + retries times with the policy's delays, every
+// attempt a record with the same request_id and its number, then becomes a dead letter with its error, which a
+// redrive runs again; discard; the depth limit (429), the size limit (413), the age cutoff; async work stays
+// within its share of max_concurrency while synchronous invocations keep being served; the event invoke config.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  GetFunctionEventInvokeConfigCommand, InvokeCommand, LambdaClient, PutFunctionEventInvokeConfigCommand,
+} from '@aws-sdk/client-lambda';
+import { deployReady, startTestServer, type TestServer } from './support/server.js';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+const retryDelayMs = 250;
+const flaky = `exports.handler = async (event) => {
+  console.log('attempt for', event.n);
+  if (event.sleepMs) await new Promise((r) => setTimeout(r, event.sleepMs));
+  if (event.fail) throw new Error('failing on purpose: ' + event.n);
+  return { n: event.n };
+};`;
+
+type Item = { request_id: string; attempt: number; async: boolean; status: string; invoked_at: string; duration_ms: number; error: { message: string } | null };
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('asynchronous invocations', () => {
+  let fnvm: TestServer;
+
+  const enqueue = (fn: string, event: unknown) =>
+    fnvm.api(`/v1/functions/${fn}/invoke`, { method: 'POST', body: { event }, headers: { prefer: 'respond-async' } });
+  const recordsOf = async (fn: string, requestId: string): Promise<Item[]> =>
+    ((await fnvm.api(`/v1/functions/${fn}/logs?limit=1000`)).body.items as Item[]).filter((i) => i.request_id === requestId).reverse();
+  const queue = async (fn: string) => (await fnvm.api(`/v1/functions/${fn}/queue`)).body;
+  const settled = (fn: string) => until(`${fn}'s queue to drain`, async () => ((await queue(fn)).queued === 0 ? true : undefined));
+
+  before(async () => {
+    fnvm = await startTestServer({ asyncRetryDelayMs: retryDelayMs });
+    await deployReady(fnvm, { name: 'flaky', runtime: 'node', code: flaky });
+  });
+  after(async () => {
+    await fnvm?.stop();
+  });
+
+  test('an accepted event runs once, as attempt 1, and succeeds', async () => {
+    const accepted = await enqueue('flaky', { n: 1 });
+    assert.equal(accepted.status, 202);
+    assert.equal(accepted.body.status, 'queued');
+    assert.match(accepted.body.request_id, /^[0-9a-f-]{36}$/);
+    await settled('flaky');
+    await new Promise((resolve) => setTimeout(resolve, 3 * retryDelayMs)); // time for a wrong second run to show
+    const records = await recordsOf('flaky', accepted.body.request_id);
+    assert.deepEqual(records.map((r) => [r.attempt, r.async, r.status]), [[1, true, 'success']]);
+    assert.deepEqual((await fnvm.api('/v1/functions/flaky/dead-letters')).body, { items: [], total: 0 });
+  });
+
+  test('a failing event: 3 attempts with the retry delays, then a dead letter; a redrive after a fix succeeds', async () => {
+    const accepted = await enqueue('flaky', { n: 2, fail: true });
+    const { request_id } = accepted.body;
+    const dead = await until('a dead letter', async () => {
+      const { body } = await fnvm.api('/v1/functions/flaky/dead-letters');
+      return body.total === 1 ? body : undefined;
+    });
+    const records = await recordsOf('flaky', request_id);
+    assert.deepEqual(records.map((r) => [r.attempt, r.async, r.status]), [[1, true, 'error'], [2, true, 'error'], [3, true, 'error']]);
+    // Attempt k+1 starts at least the k-th delay (250 ms, then 500 ms) after attempt k ended.
+    for (let k = 1; k < 3; k++) {
+      const previous = records[k - 1]!;
+      const ended = Date.parse(previous.invoked_at) + previous.duration_ms;
+      const gap = Date.parse(records[k]!.invoked_at) - ended;
+      assert.ok(gap >= retryDelayMs * 2 ** (k - 1) - 5, `attempt ${k + 1} began ${gap} ms after attempt ${k} ended`);
+    }
+    assert.equal(dead.items.length, 1);
+    const letter = dead.items[0];
+    assert.equal(letter.request_id, request_id);
+    assert.deepEqual(letter.event, { n: 2, fail: true });
+    assert.equal(letter.attempts, 3);
+    assert.equal(letter.reason, 'RetriesExhausted');
+    assert.deepEqual(letter.error, { type: 'Error', message: 'failing on purpose: 2' });
+    assert.deepEqual(await queue('flaky'), { queued: 0, running: 0, dead_letters: 1, oldest_queued_at: null });
+
+    // Fixed code, then a redrive: the same event runs again as attempt 4 and succeeds.
+    const fixed = await fnvm.api('/v1/functions/flaky', { method: 'PUT', body: { code: flaky.replace("if (event.fail) throw new Error('failing on purpose: ' + event.n);", '') } });
+    assert.equal(fixed.status, 200);
+    const redriven = await fnvm.api('/v1/functions/flaky/dead-letters/redrive', { method: 'POST', body: {} });
+    assert.deepEqual(redriven.body, { redriven: 1 });
+    await settled('flaky');
+    const after = await recordsOf('flaky', request_id);
+    assert.deepEqual(after.map((r) => [r.attempt, r.status]), [[1, 'error'], [2, 'error'], [3, 'error'], [4, 'success']]);
+    assert.deepEqual((await fnvm.api('/v1/functions/flaky/dead-letters')).body, { items: [], total: 0 });
+    await fnvm.api('/v1/functions/flaky', { method: 'PUT', body: { code: flaky } });
+  });
+
+  test('retries 0 means one attempt; discard deletes a dead letter; named redrive; bad settings and payloads', async () => {
+    const set = await fnvm.api('/v1/functions/flaky', { method: 'PUT', body: { async_max_retries: 0 } });
+    assert.equal(set.status, 200);
+    assert.equal(set.body.item.async_max_retries, 0);
+    assert.ok(Math.abs(Date.parse(set.body.item.async_configured_at) - Date.now()) < 10_000);
+    const a = (await enqueue('flaky', { n: 3, fail: true })).body.request_id;
+    const b = (await enqueue('flaky', { n: 4, fail: true })).body.request_id;
+    await until('two dead letters', async () => ((await queue('flaky')).dead_letters === 2 ? true : undefined));
+    for (const id of [a, b]) assert.deepEqual((await recordsOf('flaky', id)).map((r) => r.attempt), [1]);
+
+    assert.equal((await fnvm.api(`/v1/functions/flaky/dead-letters/${a}`, { method: 'DELETE' })).status, 200);
+    assert.equal((await fnvm.api(`/v1/functions/flaky/dead-letters/${a}`, { method: 'DELETE' })).status, 404);
+    const named = await fnvm.api('/v1/functions/flaky/dead-letters/redrive', { method: 'POST', body: { request_ids: [b, 'not-a-dead-letter'] } });
+    assert.deepEqual(named.body, { redriven: 1 });
+    await until('the redriven one to fail again', async () => ((await recordsOf('flaky', b)).length === 2 ? true : undefined));
+    assert.deepEqual((await recordsOf('flaky', b)).map((r) => r.attempt), [1, 2]);
+    await until('it to be a dead letter again', async () => ((await queue('flaky')).dead_letters === 1 ? true : undefined));
+
+    for (const body of [{ async_max_retries: 3 }, { async_max_retries: -1 }, { async_max_event_age_seconds: 59 }, { async_max_event_age_seconds: 21_601 }]) {
+      const refused = await fnvm.api('/v1/functions/flaky', { method: 'PUT', body });
+      assert.equal(refused.status, 400, JSON.stringify(body));
+      assert.match(refused.body.error, /async_max/);
+    }
+    const big = await enqueue('flaky', { blob: 'x'.repeat(1024 * 1024) });
+    assert.equal(big.status, 413);
+    assert.equal((await enqueue('no-such-function', {})).status, 404);
+    assert.equal((await fnvm.api('/v1/functions/flaky/dead-letters/redrive', { method: 'POST', body: { request_ids: 'all' } })).status, 400);
+    await fnvm.api('/v1/functions/flaky', { method: 'PUT', body: { async_max_retries: 2 } });
+  });
+
+  test('async work holds at most half of max_concurrency; synchronous invocations keep being served meanwhile', async () => {
+    const { id } = await deployReady(fnvm, { name: 'narrow', runtime: 'node', code: flaky, max_concurrency: 4 });
+    const service = fnvm.server.service;
+    const ids = await Promise.all(Array.from({ length: 16 }, async (_, n) => (await enqueue('narrow', { n, sleepMs: 150 })).body.request_id as string));
+    let maxInflight = 0;
+    let maxRunning = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        maxInflight = Math.max(maxInflight, service.inflight(id));
+        maxRunning = Math.max(maxRunning, service.queueFigures(id).running);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    const sync: number[] = [];
+    await until('async running', async () => (service.queueFigures(id).running > 0 ? true : undefined));
+    for (let i = 0; i < 10; i++) sync.push((await fnvm.api('/v1/functions/narrow/invoke', { method: 'POST', body: { event: { n: 100 + i } } })).status);
+    await settled('narrow');
+    sampling = false;
+    await sampler;
+    assert.deepEqual(sync, Array(10).fill(200), 'every synchronous invocation was served while async work ran');
+    assert.equal(maxRunning, 2, 'async attempts used their share (2 of 4) and no more');
+    assert.ok(maxInflight <= 4, `in flight reached ${maxInflight}`);
+    for (const requestId of ids) assert.deepEqual((await recordsOf('narrow', requestId)).map((r) => r.status), ['success']);
+  });
+
+  test('Event over the Lambda API, with the SDK; the event invoke config maps to the async settings', async () => {
+    const lambda = new LambdaClient({ endpoint: fnvm.url, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
+    try {
+      await assert.rejects(lambda.send(new GetFunctionEventInvokeConfigCommand({ FunctionName: 'narrow' })), (error: Error) => error.name === 'ResourceNotFoundException');
+      const put = await lambda.send(new PutFunctionEventInvokeConfigCommand({ FunctionName: 'narrow', MaximumRetryAttempts: 1, MaximumEventAgeInSeconds: 3600 }));
+      assert.equal(put.MaximumRetryAttempts, 1);
+      assert.equal(put.FunctionArn, 'arn:aws:lambda:us-east-1:000000000000:function:narrow:$LATEST');
+      assert.ok(put.LastModified instanceof Date && Math.abs(put.LastModified.getTime() - Date.now()) < 10_000, String(put.LastModified));
+      const got = await lambda.send(new GetFunctionEventInvokeConfigCommand({ FunctionName: 'narrow' }));
+      assert.deepEqual([got.MaximumRetryAttempts, got.MaximumEventAgeInSeconds], [1, 3600]);
+      const item = (await fnvm.api('/v1/functions/narrow')).body.item;
+      assert.deepEqual([item.async_max_retries, item.async_max_event_age_seconds], [1, 3600]);
+      await assert.rejects(
+        lambda.send(new PutFunctionEventInvokeConfigCommand({ FunctionName: 'narrow', DestinationConfig: { OnFailure: { Destination: 'arn:aws:sqs:us-east-1:000000000000:q' } } })),
+        (error: Error) => error.name === 'InvalidParameterValueException',
+      );
+
+      const ok = await lambda.send(new InvokeCommand({ FunctionName: 'narrow', InvocationType: 'Event', Payload: JSON.stringify({ n: 'lambda' }) }));
+      assert.equal(ok.StatusCode, 202);
+      const requestId = ok.$metadata.requestId ?? '';
+      await until('the Event to run', async () => ((await recordsOf('narrow', requestId)).length === 1 ? true : undefined));
+      assert.deepEqual((await recordsOf('narrow', requestId)).map((r) => [r.attempt, r.async, r.status]), [[1, true, 'success']]);
+      // One retry now: a failing Event runs twice, then is a dead letter.
+      const failing = await lambda.send(new InvokeCommand({ FunctionName: 'narrow', InvocationType: 'Event', Payload: JSON.stringify({ n: 'f', fail: true }) }));
+      const failingId = failing.$metadata.requestId ?? '';
+      await until('its dead letter', async () => ((await queue('narrow')).dead_letters === 1 ? true : undefined));
+      assert.deepEqual((await recordsOf('narrow', failingId)).map((r) => r.attempt), [1, 2]);
+    } finally {
+      lambda.destroy();
+    }
+  });
+});
+
+describe('asynchronous limits', () => {
+  let fnvm: TestServer;
+
+  before(async () => {
+    // A first retry 61 s away is past a 60 s maximum age: the event gives up at once.
+    fnvm = await startTestServer({ asyncRetryDelayMs: 61_000, asyncQueueDepth: 3 });
+    await deployReady(fnvm, { name: 'slow', runtime: 'node', code: flaky, max_concurrency: 2, async_max_event_age_seconds: 60 });
+  });
+  after(async () => {
+    await fnvm?.stop();
+  });
+
+  test('the depth limit: 429 once the queue holds FNVM_ASYNC_QUEUE_DEPTH events', async () => {
+    const statuses: number[] = [];
+    for (let n = 0; n < 5; n++) statuses.push((await fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n, sleepMs: 1500 } }, headers: { prefer: 'respond-async' } })).status);
+    assert.deepEqual(statuses, [202, 202, 202, 429, 429]);
+    await until('the queue to drain', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
+    const records = (await fnvm.api('/v1/functions/slow/logs')).body.items;
+    assert.equal(records.length, 3);
+  });
+
+  test('an event whose retry would pass its maximum age is a dead letter after one attempt', async () => {
+    const accepted = await fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n: 9, fail: true } }, headers: { prefer: 'respond-async' } });
+    assert.equal(accepted.status, 202);
+    const dead = await until('the dead letter', async () => {
+      const { body } = await fnvm.api('/v1/functions/slow/dead-letters');
+      return body.total === 1 ? body.items[0] : undefined;
+    });
+    assert.equal(dead.reason, 'EventAgeExceeded');
+    assert.equal(dead.attempts, 1);
+  });
+});
