@@ -11,7 +11,7 @@ import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { checkpointIntervalMs } from '../src/store/checkpointer.js';
 import { migrations } from '../src/store/migrations.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
-import { NameTakenError, type InvocationRecord, type NewFunction, type Store } from '../src/store/types.js';
+import { NameTakenError, type AsyncEvent, type InvocationRecord, type NewFunction, type Store } from '../src/store/types.js';
 
 const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
@@ -121,7 +121,7 @@ describe('functions', () => {
     const created = await store.createFunction(input);
     assert.deepEqual(created, {
       ...input, created_at: created.created_at, updated_at: created.created_at, last_invoked_at: null, init_ms: null, snapshot_bytes: null,
-      description: '', lambda_role: null, lambda_runtime: null,
+      description: '', lambda_role: null, lambda_runtime: null, async_max_retries: 2, async_max_event_age_seconds: 21_600, async_configured_at: null,
     });
     assert.match(created.created_at, ISO_UTC_MS);
 
@@ -220,6 +220,67 @@ describe('functions', () => {
       db.prepare('DELETE FROM functions WHERE id = ?').run(fn.id);
     });
     assert.equal(await store.countInvocations(fn.id), 0);
+  });
+});
+
+describe('async events', () => {
+  const newEvent = (functionId: string, overrides: Partial<AsyncEvent> = {}): AsyncEvent => ({
+    request_id: uid('req'), function_id: functionId, payload: '{"n":1}', state: 'queued', attempts: 0, failures: 0,
+    enqueued_at: 1000, next_attempt_at: 1000, last_error: null, dead_reason: null, updated_at: 1000, ...overrides,
+  });
+
+  test('enqueue, claim, dead letters newest first, counts, discard', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const a = newEvent(fn.id);
+    const b = newEvent(fn.id);
+    await Promise.all([store.enqueueEvent(a), store.enqueueEvent(b)]);
+    assert.deepEqual(await store.getEvent(a.request_id), a);
+    const claimed = { ...a, attempts: 1, failures: 1, next_attempt_at: 5000, updated_at: 2000 };
+    await store.saveEvent(claimed);
+    assert.deepEqual((await store.listQueuedEvents()).sort((x, y) => x.updated_at - y.updated_at), [b, claimed]);
+    const deadA = { ...claimed, state: 'dead' as const, dead_reason: 'RetriesExhausted' as const, last_error: { type: 'Error', message: 'é ✓' }, updated_at: 3000 };
+    const deadB = { ...b, state: 'dead' as const, dead_reason: 'EventAgeExceeded' as const, updated_at: 4000 };
+    await store.saveEvent(deadA);
+    await store.saveEvent(deadB);
+    assert.deepEqual(await store.listDeadLetters(fn.id, 10, 0), [deadB, deadA]);
+    assert.deepEqual(await store.listDeadLetters(fn.id, 1, 1), [deadA]);
+    assert.deepEqual(await store.countDeadLetters(), new Map([[fn.id, 2]]));
+    assert.deepEqual(await store.listQueuedEvents(), []);
+    assert.equal(await store.deleteEvent(deadA.request_id), true);
+    assert.equal(await store.deleteEvent(deadA.request_id), false);
+    assert.deepEqual(await store.countDeadLetters(), new Map([[fn.id, 1]]));
+  });
+
+  test('an attempt\'s record commits with its settlement; a failed commit leaves the event as it was', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const done = newEvent(fn.id, { attempts: 1, failures: 1 });
+    const retried = newEvent(fn.id, { attempts: 1, failures: 1 });
+    await Promise.all([store.enqueueEvent(done), store.enqueueEvent(retried)]);
+    const later = { ...retried, next_attempt_at: 9000, last_error: { type: 'Error', message: 'x' } };
+    await Promise.all([
+      store.recordInvocation(newInvocation(fn.id, { request_id: done.request_id, async: true }), 100, { delete: done.request_id }),
+      store.recordInvocation(newInvocation(fn.id, { request_id: retried.request_id, async: true, status: 'error' }), 100, { save: later }),
+    ]);
+    assert.equal(await store.getEvent(done.request_id), undefined);
+    assert.deepEqual(await store.getEvent(retried.request_id), later);
+    const records = await store.listInvocations(fn.id, 10, 0);
+    assert.deepEqual(records.map((r) => [r.request_id, r.attempt, r.async]).sort(), [[done.request_id, 1, true], [retried.request_id, 1, true]].sort());
+    // A record that cannot commit (its function is unknown) takes its settlement down with it.
+    await assert.rejects(store.recordInvocation(newInvocation('no-such-function'), 100, { delete: retried.request_id }));
+    assert.deepEqual(await store.getEvent(retried.request_id), later);
+  });
+
+  test('deleting a function deletes its events; an event for an unknown function is refused', async (t) => {
+    const store = await openStore(t);
+    const fn = await store.createFunction(newFunction());
+    const event = newEvent(fn.id);
+    await store.enqueueEvent(event);
+    await store.saveEvent({ ...newEvent(fn.id), request_id: 'missing' }); // saving a missing event changes nothing
+    await store.deleteFunction(fn.id);
+    assert.equal(await store.getEvent(event.request_id), undefined);
+    await assert.rejects(store.enqueueEvent(newEvent('no-such-function')));
   });
 });
 
@@ -412,7 +473,10 @@ describe('database file', () => {
       await reopened.close();
     }
     const applied = withRaw(path, (db) => db.prepare('SELECT name FROM kysely_migration').all());
-    assert.deepEqual(applied, [{ name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }, { name: '0004_packages' }, { name: '0005_invocation_stats' }, { name: '0007_lambda_fields' }]);
+    assert.deepEqual(applied, [
+      { name: '0001_initial' }, { name: '0002_derived_last_invoked_at' }, { name: '0003_snapstart' }, { name: '0004_packages' },
+      { name: '0005_invocation_stats' }, { name: '0006_async_events' }, { name: '0007_lambda_fields' },
+    ]);
   });
 
   test('two stores on one file see each other\'s writes', async (t) => {
