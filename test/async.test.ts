@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   GetFunctionEventInvokeConfigCommand, InvokeCommand, LambdaClient, PutFunctionEventInvokeConfigCommand,
 } from '@aws-sdk/client-lambda';
+import { parseExposition } from './support/prometheus.js';
 import { deployReady, startTestServer, type TestServer } from './support/server.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -153,6 +154,32 @@ describe('asynchronous invocations', () => {
     assert.equal(maxRunning, 2, 'async attempts used their share (2 of 4) and no more');
     assert.ok(maxInflight <= 4, `in flight reached ${maxInflight}`);
     for (const requestId of ids) assert.deepEqual((await recordsOf('narrow', requestId)).map((r) => r.status), ['success']);
+  });
+
+  test('metrics: queue depth and oldest age while events wait, then what happened to each', async () => {
+    await deployReady(fnvm, { name: 'metered', runtime: 'node', code: flaky, max_concurrency: 2, async_max_retries: 1 });
+    const scrape = async () => parseExposition(await (await fetch(`${fnvm.url}/metrics`)).text());
+    const first = Date.now();
+    for (const event of [{ n: 1, sleepMs: 400 }, { n: 2, sleepMs: 400 }, { n: 3, sleepMs: 400, fail: true }, { n: 4, sleepMs: 400 }]) {
+      assert.equal((await enqueue('metered', event)).status, 202);
+    }
+    const waiting = await scrape();
+    const sinceFirst = (Date.now() - first) / 1000;
+    const depth = waiting.value('fnvm_async_queue_depth', { function: 'metered' }) ?? -1;
+    assert.ok(depth >= 3 && depth <= 4, `depth ${depth}: one at a time runs (share 1 of 2), the others wait`);
+    const age = waiting.value('fnvm_async_oldest_event_age_seconds', { function: 'metered' }) ?? -1;
+    assert.ok(age > 0 && age <= sinceFirst + 0.05, `oldest age ${age} s, first accepted ${sinceFirst} s ago`);
+    await until('a dead letter', async () => ((await queue('metered')).dead_letters === 1 ? true : undefined));
+    await settled('metered');
+    const done = await scrape();
+    const outcome = (o: string) => done.value('fnvm_async_events_total', { function: 'metered', outcome: o }) ?? 0;
+    assert.deepEqual(['accepted', 'succeeded', 'retried', 'dead'].map(outcome), [4, 3, 1, 1]);
+    assert.equal(done.value('fnvm_async_queue_depth', { function: 'metered' }), 0);
+    assert.equal(done.value('fnvm_async_oldest_event_age_seconds', { function: 'metered' }), 0);
+    assert.equal(done.value('fnvm_async_dead_letters', { function: 'metered' }), 1);
+    // Five attempts ran (3 successes, a failure and its retry): as many invocations counted, none as a 429.
+    assert.equal((done.value('fnvm_invocations_total', { function: 'metered', status: 'success' }) ?? 0) + (done.value('fnvm_invocations_total', { function: 'metered', status: 'error' }) ?? 0), 5);
+    assert.equal(done.value('fnvm_throttles_total', { function: 'metered' }) ?? 0, 0);
   });
 
   test('Event over the Lambda API, with the SDK; the event invoke config maps to the async settings', async () => {

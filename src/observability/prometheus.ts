@@ -3,6 +3,7 @@
 // Cardinality stays bounded: a deleted function's series go, and a renamed one's move to the new name.
 import { readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AsyncOutcome, QueueFigures } from '../functions/async-queue.js';
 import type { FunctionChange, FunctionService } from '../functions/service.js';
 import type { InvocationStatus } from '../store/types.js';
 import type { VmDriver } from '../vm/driver.js';
@@ -16,6 +17,7 @@ export interface MetricsSources {
 
 const statuses: readonly InvocationStatus[] = ['success', 'error', 'timeout'];
 const outcomes = ['ready', 'error'] as const;
+const asyncOutcomes: readonly AsyncOutcome[] = ['accepted', 'succeeded', 'retried', 'dead', 'redriven'];
 /** Invocation durations, s: 0.5 ms (a bare warm invoke is ~2 ms) up to the 15 min timeout. */
 const invokeBuckets = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
 /** Deployments, s: 20 ms (a warm pool code load) up to minutes (a cold boot under TCG). */
@@ -72,6 +74,21 @@ export class PrometheusMetrics {
       },
     });
 
+    // Asynchronous invocations: the queue as it is now (read at scrape time) and what happened to events.
+    const queueGauge = (name: string, help: string, value: (figures: QueueFigures, now: number) => number) => new Gauge({
+      name, help, labelNames: ['function'], registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const record of service.list()) this.set({ function: record.name }, value(service.queueFigures(record.id), now));
+      },
+    });
+    queueGauge('fnvm_async_queue_depth', 'Asynchronous events accepted and not yet settled (waiting or running)', (f) => f.queued);
+    queueGauge('fnvm_async_oldest_event_age_seconds', 'Age of the oldest queued asynchronous event (0 when none)', (f, now) => (f.oldest_queued_at === null ? 0 : (now - f.oldest_queued_at) / 1000));
+    queueGauge('fnvm_async_dead_letters', 'Asynchronous events that gave up, kept in the dead-letter list', (f) => f.dead_letters);
+    const asyncEvents = new Counter({ name: 'fnvm_async_events_total', help: 'Asynchronous events, by what happened: accepted, succeeded, retried, dead, redriven', labelNames: ['function', 'outcome'], registers });
+    service.activity.on('async', ({ name, outcome }) => asyncEvents.inc({ function: name, outcome }));
+
     service.activity.on('invocation', ({ record, name, hostMs }) => {
       invocations.inc({ function: name, status: record.status });
       duration.observe({ function: name }, hostMs / 1000);
@@ -85,6 +102,7 @@ export class PrometheusMetrics {
       { remove: (name) => coldStarts.remove({ function: name }) },
       { remove: (name) => throttles.remove({ function: name }) },
       { remove: (name) => outcomes.forEach((outcome) => deploys.remove({ function: name, outcome })) },
+      { remove: (name) => asyncOutcomes.forEach((outcome) => asyncEvents.remove({ function: name, outcome })) },
     );
     for (const record of service.list()) names.set(record.id, record.name);
     service.changes.on('change', (change: FunctionChange) => this.follow(change));
