@@ -7,6 +7,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { webDist } from '../../src/api/web.js';
 import { repoRoot } from '../../src/paths.js';
 import { liveProcessCount } from '../../src/vm/processes.js';
+import type { Config } from '../../src/config.js';
 import { startTestServer, type TestServer } from './server.js';
 
 export const chromiumPath = '/usr/bin/chromium';
@@ -49,8 +50,8 @@ export interface ConsoleTest extends ConsoleBrowser {
 }
 
 /** A test file's `before`: a real server (default settings) and Chromium on it. */
-export async function startConsoleTest(timeoutMs: number): Promise<ConsoleTest> {
-  const fnvm = await startTestServer();
+export async function startConsoleTest(timeoutMs: number, overrides: Partial<Config> = {}): Promise<ConsoleTest> {
+  const fnvm = await startTestServer(overrides);
   try {
     return { fnvm, ...(await openConsole(fnvm.url, timeoutMs)) };
   } catch (error) {

@@ -1,6 +1,7 @@
 // One function: live state (its own event stream), code (or package) and settings with hot reload, invoke,
 // metrics charts and history (both live on one follow stream of its invocation records).
 import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { AsyncQueue } from './AsyncQueue';
 import { api, ApiError, inProgress, watch, type FunctionInput, type FunctionRecord, type FunctionSettings, type Health } from './api';
 import { takeCreated } from './created';
 import { FunctionForm, type Submission } from './FunctionForm';
@@ -236,6 +237,7 @@ export function FunctionDetail({ id, health, onConnection }: { id: string; healt
       <Suspense fallback={<section className="card metrics"><h2>Metrics</h2><p className="muted">Loading…</p></section>}>
         <MetricsCharts functionId={fn.id} feed={feed} />
       </Suspense>
+      <AsyncQueue fn={fn} feed={feed} />
       <History functionId={fn.id} feed={feed} />
       {confirmDelete && (
         <ConfirmDialog title={`Delete ${fn.name}?`} confirmLabel="Delete" onClose={() => setConfirmDelete(false)}

@@ -18,6 +18,9 @@ export function InvokePanel(props: {
   const [error, setError] = useState<Error | null>(null);
   const [parseError, setParseError] = useState<string | null>(null);
   const [roundTrip, setRoundTrip] = useState<number | null>(null);
+  /** Queue it instead (Prefer: respond-async): the answer is the event's request id; its attempts go in the history. */
+  const [queueIt, setQueueIt] = useState(false);
+  const [queued, setQueued] = useState<string | null>(null);
 
   const invoke = async () => {
     let event: unknown;
@@ -30,8 +33,14 @@ export function InvokePanel(props: {
     setParseError(null);
     setRunning(true);
     setError(null);
+    setQueued(null);
     const started = performance.now();
     try {
+      if (queueIt) {
+        setResult(null);
+        setQueued((await api.invokeAsync(props.fn.id, event)).request_id);
+        return;
+      }
       const answer = await api.invoke(props.fn.id, event);
       seenResponses.set(answer.request_id, answer.response);
       setResult(answer);
@@ -73,12 +82,20 @@ export function InvokePanel(props: {
       {parseError && <ErrorBox error={parseError} />}
       <div className="actions">
         <button type="button" className="primary" onClick={invoke} disabled={running || props.fn.state === 'error'}>
-          {running ? 'Invoking…' : 'Invoke'}
+          {running ? 'Invoking…' : queueIt ? 'Queue' : 'Invoke'}
         </button>
+        <label className="inline">
+          <input type="checkbox" checked={queueIt} onChange={(e) => setQueueIt(e.target.checked)} data-testid="invoke-async" /> asynchronously
+        </label>
         {props.fn.state === 'error' && <span className="muted">Fix the deploy error first.</span>}
         {props.fn.state !== 'ready' && props.fn.state !== 'error' && <span className="muted">Waits until the function is ready.</span>}
       </div>
       {error && <ErrorBox title="Invoke failed" error={error} testId="invoke-error" />}
+      {queued && (
+        <p className="result" data-testid="invoke-queued">
+          Queued as <code>{queued}</code>: its attempts appear in the history, and if it gives up, under Asynchronous invocations.
+        </p>
+      )}
       {result && (
         <div className="result" data-testid="invoke-result">
           <div className="result-meta">

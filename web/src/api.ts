@@ -3,8 +3,10 @@ import type { PackageFile, PackageInfo } from '../../src/packages/types.js';
 import type { FunctionRecord, FunctionState, InvocationRecord, InvocationStatus } from '../../src/store/types.js';
 import type { FunctionMetrics, MetricsSummaryItem as FunctionFigures } from '../../src/functions/metrics.js';
 import type { BucketSummary as MetricsTotals } from '../../src/stats/bucket.js';
+import type { DeadLetter, QueueFigures } from '../../src/functions/async-queue.js';
 
 // The metrics answers' types are the server's own (a type-only import: nothing of the server is bundled).
+export type { DeadLetter, QueueFigures };
 export type { FunctionFigures, FunctionMetrics, FunctionRecord, FunctionState, InvocationRecord, InvocationStatus, MetricsTotals, PackageFile, PackageInfo };
 export type Runtime = FunctionRecord['runtime'];
 
@@ -109,9 +111,9 @@ function parseAnswer<T>(status: number, statusText: string, text: string): T {
   return parsed as T;
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+async function request<T>(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<T> {
   let response: Response;
-  const headers = authHeaders();
+  const headers = { ...authHeaders(), ...extraHeaders };
   if (body !== undefined) headers['content-type'] = 'application/json';
   try {
     response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -182,6 +184,14 @@ export const api = {
   packageFile: (id: string, path: string) => requestBytes(`${fn(id)}/package/files/${path.split('/').map(encodeURIComponent).join('/')}`),
   remove: (id: string) => request<{ message: string }>('DELETE', fn(id)),
   invoke: (id: string, event: unknown) => request<InvokeResult>('POST', `${fn(id)}/invoke`, { event }),
+  /** Queued, not run now: answers 202 with the event's request_id once it is stored. */
+  invokeAsync: (id: string, event: unknown) => request<{ request_id: string; status: 'queued' }>('POST', `${fn(id)}/invoke`, { event }, { prefer: 'respond-async' }),
+  queue: (id: string) => request<QueueFigures>('GET', `${fn(id)}/queue`),
+  deadLetters: (id: string, limit: number) => request<{ items: DeadLetter[]; total: number }>('GET', `${fn(id)}/dead-letters?limit=${limit}`),
+  /** Every dead letter, or those named, back to the queue. */
+  redrive: async (id: string, requestIds?: string[]) =>
+    (await request<{ redriven: number }>('POST', `${fn(id)}/dead-letters/redrive`, requestIds ? { request_ids: requestIds } : {})).redriven,
+  discard: (id: string, requestId: string) => request<{ message: string }>('DELETE', `${fn(id)}/dead-letters/${encodeURIComponent(requestId)}`),
   logs: async (id: string, limit: number, offset: number) =>
     (await request<{ items: InvocationRecord[] }>('GET', `${fn(id)}/logs?limit=${limit}&offset=${offset}`)).items,
   health: () => request<Health>('GET', '/v1/health'),
