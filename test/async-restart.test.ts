@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { processesUsing } from '../src/vm/orphans.js';
 import { startCli, type CliServer } from './support/cli.js';
+import { eventually } from './support/eventually.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'fnvm-async-restart-'));
 const children: CliServer[] = [];
@@ -34,16 +35,6 @@ async function api(base: string, path: string, init: { method?: string; body?: u
   return { status: response.status, body: await response.json() };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 180_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 type Item = { request_id: string; attempt: number; async: boolean; status: string; invoked_at: string };
 
 test('kill -9 while draining async events: each ends as one success or one dead letter, within its attempts', async () => {
@@ -55,7 +46,7 @@ test('kill -9 while draining async events: each ends as one success or one dead 
     return event.n;
   };`;
   const created = await api(first.url, '/v1/functions', { method: 'POST', body: { name: 'drain', runtime: 'node', code, max_concurrency: 8 } });
-  await until('drain to be ready', async () => ((await api(first.url, `/v1/functions/${created.body.id}`)).body.item.state === 'ready' ? true : undefined));
+  await eventually('drain to be ready', async () => ((await api(first.url, `/v1/functions/${created.body.id}`)).body.item.state === 'ready' ? true : undefined), 180_000);
 
   const accepted = new Map<string, number>(); // request_id -> n
   await Promise.all(Array.from({ length: 6 }, async (_, w) => {
@@ -66,7 +57,7 @@ test('kill -9 while draining async events: each ends as one success or one dead 
     }
   }));
   assert.equal(accepted.size, events);
-  const recordsAtKill = await until('the drain to be under way', async () => {
+  const recordsAtKill = await eventually('the drain to be under way', async () => {
     const { body } = await api(first.url, '/v1/functions/drain/logs?limit=1');
     return body.total >= 60 ? body.total : undefined;
   });
@@ -74,10 +65,10 @@ test('kill -9 while draining async events: each ends as one success or one dead 
   await first.exited;
   const killedAt = Date.now();
   const runDir = join(tmpdir(), `fnvm-${first.process.pid}`);
-  await until('the dead server\'s QEMU processes to end', async () => (processesUsing(`${runDir}/`).length === 0 ? true : undefined), 10_000);
+  await eventually('the dead server\'s QEMU processes to end', async () => (processesUsing(`${runDir}/`).length === 0 ? true : undefined), 10_000);
 
   const second = await startServer();
-  await until('the queue to drain', async () => ((await api(second.url, '/v1/functions/drain/queue')).body.queued === 0 ? true : undefined));
+  await eventually('the queue to drain', async () => ((await api(second.url, '/v1/functions/drain/queue')).body.queued === 0 ? true : undefined), 180_000);
   const records: Item[] = (await api(second.url, '/v1/functions/drain/logs?limit=1000')).body.items;
   const dead: Array<{ request_id: string; attempts: number; reason: string; event: { n: number } }> = (await api(second.url, '/v1/functions/drain/dead-letters?limit=1000')).body.items;
 

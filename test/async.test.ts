@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   GetFunctionEventInvokeConfigCommand, InvokeCommand, LambdaClient, PutFunctionEventInvokeConfigCommand,
 } from '@aws-sdk/client-lambda';
+import { eventually } from './support/eventually.js';
 import { parseExposition } from './support/prometheus.js';
 import { deployReady, startTestServer, type TestServer } from './support/server.js';
 
@@ -23,16 +24,6 @@ const flaky = `exports.handler = async (event) => {
 
 type Item = { request_id: string; attempt: number; async: boolean; status: string; invoked_at: string; duration_ms: number; error: { message: string } | null };
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 describe('asynchronous invocations', () => {
   let fnvm: TestServer;
 
@@ -41,7 +32,7 @@ describe('asynchronous invocations', () => {
   const recordsOf = async (fn: string, requestId: string): Promise<Item[]> =>
     ((await fnvm.api(`/v1/functions/${fn}/logs?limit=1000`)).body.items as Item[]).filter((i) => i.request_id === requestId).reverse();
   const queue = async (fn: string) => (await fnvm.api(`/v1/functions/${fn}/queue`)).body;
-  const settled = (fn: string) => until(`${fn}'s queue to drain`, async () => ((await queue(fn)).queued === 0 ? true : undefined));
+  const settled = (fn: string) => eventually(`${fn}'s queue to drain`, async () => ((await queue(fn)).queued === 0 ? true : undefined));
 
   before(async () => {
     fnvm = await startTestServer({ asyncRetryDelayMs: retryDelayMs });
@@ -66,7 +57,7 @@ describe('asynchronous invocations', () => {
   test('a failing event: 3 attempts with the retry delays, then a dead letter; a redrive after a fix succeeds', async () => {
     const accepted = await enqueue('flaky', { n: 2, fail: true });
     const { request_id } = accepted.body;
-    const dead = await until('a dead letter', async () => {
+    const dead = await eventually('a dead letter', async () => {
       const { body } = await fnvm.api('/v1/functions/flaky/dead-letters');
       return body.total === 1 ? body : undefined;
     });
@@ -107,16 +98,16 @@ describe('asynchronous invocations', () => {
     assert.ok(Math.abs(Date.parse(set.body.item.async_configured_at) - Date.now()) < 10_000);
     const a = (await enqueue('flaky', { n: 3, fail: true })).body.request_id;
     const b = (await enqueue('flaky', { n: 4, fail: true })).body.request_id;
-    await until('two dead letters', async () => ((await queue('flaky')).dead_letters === 2 ? true : undefined));
+    await eventually('two dead letters', async () => ((await queue('flaky')).dead_letters === 2 ? true : undefined));
     for (const id of [a, b]) assert.deepEqual((await recordsOf('flaky', id)).map((r) => r.attempt), [1]);
 
     assert.equal((await fnvm.api(`/v1/functions/flaky/dead-letters/${a}`, { method: 'DELETE' })).status, 200);
     assert.equal((await fnvm.api(`/v1/functions/flaky/dead-letters/${a}`, { method: 'DELETE' })).status, 404);
     const named = await fnvm.api('/v1/functions/flaky/dead-letters/redrive', { method: 'POST', body: { request_ids: [b, 'not-a-dead-letter'] } });
     assert.deepEqual(named.body, { redriven: 1 });
-    await until('the redriven one to fail again', async () => ((await recordsOf('flaky', b)).length === 2 ? true : undefined));
+    await eventually('the redriven one to fail again', async () => ((await recordsOf('flaky', b)).length === 2 ? true : undefined));
     assert.deepEqual((await recordsOf('flaky', b)).map((r) => r.attempt), [1, 2]);
-    await until('it to be a dead letter again', async () => ((await queue('flaky')).dead_letters === 1 ? true : undefined));
+    await eventually('it to be a dead letter again', async () => ((await queue('flaky')).dead_letters === 1 ? true : undefined));
 
     for (const body of [{ async_max_retries: 3 }, { async_max_retries: -1 }, { async_max_event_age_seconds: 59 }, { async_max_event_age_seconds: 21_601 }]) {
       const refused = await fnvm.api('/v1/functions/flaky', { method: 'PUT', body });
@@ -145,7 +136,7 @@ describe('asynchronous invocations', () => {
       }
     })();
     const sync: number[] = [];
-    await until('async running', async () => (service.queueFigures(id).running > 0 ? true : undefined));
+    await eventually('async running', async () => (service.queueFigures(id).running > 0 ? true : undefined));
     for (let i = 0; i < 10; i++) sync.push((await fnvm.api('/v1/functions/narrow/invoke', { method: 'POST', body: { event: { n: 100 + i } } })).status);
     await settled('narrow');
     sampling = false;
@@ -169,7 +160,7 @@ describe('asynchronous invocations', () => {
     assert.ok(depth >= 3 && depth <= 4, `depth ${depth}: one at a time runs (share 1 of 2), the others wait`);
     const age = waiting.value('fnvm_async_oldest_event_age_seconds', { function: 'metered' }) ?? -1;
     assert.ok(age > 0 && age <= sinceFirst + 0.05, `oldest age ${age} s, first accepted ${sinceFirst} s ago`);
-    await until('a dead letter', async () => ((await queue('metered')).dead_letters === 1 ? true : undefined));
+    await eventually('a dead letter', async () => ((await queue('metered')).dead_letters === 1 ? true : undefined));
     await settled('metered');
     const done = await scrape();
     const outcome = (o: string) => done.value('fnvm_async_events_total', { function: 'metered', outcome: o }) ?? 0;
@@ -202,12 +193,12 @@ describe('asynchronous invocations', () => {
       const ok = await lambda.send(new InvokeCommand({ FunctionName: 'narrow', InvocationType: 'Event', Payload: JSON.stringify({ n: 'lambda' }) }));
       assert.equal(ok.StatusCode, 202);
       const requestId = ok.$metadata.requestId ?? '';
-      await until('the Event to run', async () => ((await recordsOf('narrow', requestId)).length === 1 ? true : undefined));
+      await eventually('the Event to run', async () => ((await recordsOf('narrow', requestId)).length === 1 ? true : undefined));
       assert.deepEqual((await recordsOf('narrow', requestId)).map((r) => [r.attempt, r.async, r.status]), [[1, true, 'success']]);
       // One retry now: a failing Event runs twice, then is a dead letter.
       const failing = await lambda.send(new InvokeCommand({ FunctionName: 'narrow', InvocationType: 'Event', Payload: JSON.stringify({ n: 'f', fail: true }) }));
       const failingId = failing.$metadata.requestId ?? '';
-      await until('its dead letter', async () => ((await queue('narrow')).dead_letters === 1 ? true : undefined));
+      await eventually('its dead letter', async () => ((await queue('narrow')).dead_letters === 1 ? true : undefined));
       assert.deepEqual((await recordsOf('narrow', failingId)).map((r) => r.attempt), [1, 2]);
     } finally {
       lambda.destroy();
@@ -231,7 +222,7 @@ describe('asynchronous limits', () => {
     const statuses: number[] = [];
     for (let n = 0; n < 5; n++) statuses.push((await fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n, sleepMs: 1500 } }, headers: { prefer: 'respond-async' } })).status);
     assert.deepEqual(statuses, [202, 202, 202, 429, 429]);
-    await until('the queue to drain', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
+    await eventually('the queue to drain', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
     const records = (await fnvm.api('/v1/functions/slow/logs')).body.items;
     assert.equal(records.length, 3);
   });
@@ -239,7 +230,7 @@ describe('asynchronous limits', () => {
   test('an event whose retry would pass its maximum age is a dead letter after one attempt', async () => {
     const accepted = await fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n: 9, fail: true } }, headers: { prefer: 'respond-async' } });
     assert.equal(accepted.status, 202);
-    const dead = await until('the dead letter', async () => {
+    const dead = await eventually('the dead letter', async () => {
       const { body } = await fnvm.api('/v1/functions/slow/dead-letters');
       return body.total === 1 ? body.items[0] : undefined;
     });

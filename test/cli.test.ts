@@ -12,6 +12,7 @@ import { liveProcessCount } from '../src/vm/processes.js';
 import { freePort } from './support/cli.js';
 import { runCli, type CliRun } from './support/run-cli.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { eventually } from './support/eventually.js';
 
 function writeTree(root: string, files: Record<string, string>): void {
   for (const [path, content] of Object.entries(files)) {
@@ -227,6 +228,20 @@ describe('fnvm against a real server', () => {
     const item = JSON.parse(run.stdout); // --json: the item, in error
     assert.equal(item.state, 'error');
     assert.match(item.error, /^SyntaxError: /);
+  });
+
+  test('invoke --async queues the event and prints its request id; it runs as an async attempt', async () => {
+    ok(await cli(['deploy', 'thrower.js', '--name', 'queued-thrower']), 'deploy thrower');
+    const queued = await cli(['invoke', 'queued-thrower', '--async', '--event', '{"n": 1}']);
+    assert.equal(queued.code, 0, queued.stderr);
+    const requestId = queued.stdout.trim();
+    assert.match(requestId, /^[0-9a-f-]{36}$/);
+    const first = await eventually('its attempt', async () => {
+      const items = (await fnvm.api('/v1/functions/queued-thrower/logs', { headers: { authorization: `Bearer ${token}` } })).body.items
+        .filter((r: { request_id: string }) => r.request_id === requestId);
+      return items.length > 0 ? items : undefined;
+    });
+    assert.deepEqual(first.map((r: { attempt: number; async: boolean }) => [r.attempt, r.async]), [[1, true]]);
   });
 
   test('invoke exits non-zero when the handler throws or times out', async () => {

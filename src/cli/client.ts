@@ -14,6 +14,7 @@ export interface RequestOptions {
   /** Called as the body is handed to the connection (only for a JSON body). */
   onProgress?: Progress;
   signal?: AbortSignal;
+  headers?: Record<string, string>;
 }
 
 const uploadChunkBytes = 256 * 1024;
@@ -61,7 +62,7 @@ export class Client {
   }
 
   private async send(method: string, path: string, options: RequestOptions): Promise<Response> {
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let body: BodyInit | undefined;
     let duplex: 'half' | undefined;

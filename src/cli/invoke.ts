@@ -10,6 +10,7 @@ import { note, printJson } from './output.js';
 interface InvokeOptions {
   event?: string;
   json?: boolean;
+  async?: boolean;
 }
 
 export function invokeCommand(program: Command): void {
@@ -19,6 +20,7 @@ export function invokeCommand(program: Command): void {
     .argument('<name>', 'function name or id')
     .option('--event <json>', 'the event: JSON text, or @file to read it from a file (@- for stdin)', '{}')
     .option('--json', 'print the whole answer (request_id, status, duration_ms, response, logs, error...) as JSON')
+    .option('--async', 'queue the event instead (Prefer: respond-async): prints its request_id once it is stored')
     .action(async (name: string, options: InvokeOptions) => {
       process.exitCode = await invoke(Client.fromEnv(), name, options);
     });
@@ -26,6 +28,12 @@ export function invokeCommand(program: Command): void {
 
 async function invoke(client: Client, name: string, options: InvokeOptions): Promise<number> {
   const event = parseEvent(options.event ?? '{}');
+  if (options.async) {
+    const queued = asObject(await client.request('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, { json: { event }, headers: { prefer: 'respond-async' } }), 'the answer');
+    if (options.json) printJson(queued);
+    else process.stdout.write(`${stringAt(queued, 'request_id')}\n`);
+    return 0;
+  }
   const answer = asObject(await client.request('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, { json: { event } }), 'the answer');
   const status = stringAt(answer, 'status');
   for (const line of stringsAt(answer, 'logs')) note(line);
