@@ -6,7 +6,6 @@ import { EventEmitter } from 'node:events';
 import { ChannelClosedError, ChannelTimeoutError } from '../guest/channel.js';
 import type { Runtime } from '../guest/protocol.js';
 import {
-  asyncDefaults,
   NameTakenError,
   type FunctionPatch,
   type FunctionRecord,
@@ -194,6 +193,7 @@ export class FunctionService {
     let record: FunctionRecord;
     try {
       record = await this.options.store.createFunction({
+        ...fields, // description, lambda_*, async_*: the store defaults those absent
         id: randomUUID(),
         name: fields.name ?? input.name,
         runtime,
@@ -204,12 +204,6 @@ export class FunctionService {
         memory_mb: fields.memory_mb ?? defaults.memoryMb,
         vcpu: fields.vcpu ?? defaults.vcpu,
         max_concurrency: fields.max_concurrency ?? defaults.maxConcurrency,
-        description: fields.description ?? '',
-        lambda_role: fields.lambda_role ?? null,
-        lambda_runtime: fields.lambda_runtime ?? null,
-        async_max_retries: fields.async_max_retries ?? asyncDefaults.maxRetries,
-        async_max_event_age_seconds: fields.async_max_event_age_seconds ?? asyncDefaults.maxEventAgeSeconds,
-        async_configured_at: fields.async_configured_at ?? null,
         vm_id: null,
         guest_ip: null,
         port: null,
