@@ -222,6 +222,17 @@ describe('asynchronous limits', () => {
     const statuses: number[] = [];
     for (let n = 0; n < 5; n++) statuses.push((await fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n, sleepMs: 1500 } }, headers: { prefer: 'respond-async' } })).status);
     assert.deepEqual(statuses, [202, 202, 202, 429, 429]);
+    // The Lambda API says it as Lambda does.
+    const lambda = new LambdaClient({ endpoint: fnvm.url, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
+    try {
+      await assert.rejects(lambda.send(new InvokeCommand({ FunctionName: 'slow', InvocationType: 'Event', Payload: '{}' })), (error: Error & { $metadata?: { httpStatusCode?: number } }) => {
+        assert.equal(error.name, 'TooManyRequestsException');
+        assert.equal(error.$metadata?.httpStatusCode, 429);
+        return true;
+      });
+    } finally {
+      lambda.destroy();
+    }
     await eventually('the queue to drain', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
     const records = (await fnvm.api('/v1/functions/slow/logs')).body.items;
     assert.equal(records.length, 3);

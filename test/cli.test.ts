@@ -242,6 +242,7 @@ describe('fnvm against a real server', () => {
       return items.length > 0 ? items : undefined;
     });
     assert.deepEqual(first.map((r: { attempt: number; async: boolean }) => [r.attempt, r.async]), [[1, true]]);
+    ok(await cli(['rm', 'queued-thrower']), 'rm queued-thrower'); // its queued retry goes with it
   });
 
   test('invoke exits non-zero when the handler throws or times out', async () => {

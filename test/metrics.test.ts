@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { repoRoot } from '../src/paths.js';
 import { livePids } from '../src/vm/processes.js';
 import { startCli, type CliServer } from './support/cli.js';
+import { eventually } from './support/eventually.js';
 import { parseExposition, type Exposition } from './support/prometheus.js';
 import { deployReady, startTestServer, waitForState, type TestServer } from './support/server.js';
 
@@ -164,6 +165,10 @@ describe('GET /metrics', () => {
 
   test('docs/grafana-dashboard.json queries only metrics and labels this server exports', async () => {
     const dashboard = JSON.parse(readFileSync(join(repoRoot, 'docs/grafana-dashboard.json'), 'utf8'));
+    // One asynchronous event, run to its end, so the async series have samples to read labels from.
+    const queued = await fnvm.api('/v1/functions/m-app/invoke', { method: 'POST', body: { event: {} }, headers: { ...auth, prefer: 'respond-async' } });
+    assert.equal(queued.status, 202);
+    await eventually('the event to run', async () => ((await fnvm.api('/v1/functions/m-app/queue', { headers: auth })).body.queued === 0 ? true : undefined));
     const m = await scrape();
     const family = (name: string) => name.replace(/_(bucket|sum|count)$/, '');
     const exported = new Set([...m.types.keys()]);
