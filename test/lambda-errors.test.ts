@@ -54,6 +54,7 @@ describe('Lambda API refusals', () => {
     await refused({ status: 400, type: 'InvalidParameterValueException', message: /S3Bucket/ }, 'POST', base, create({ FunctionName: 'x4', Code: { S3Bucket: 'b', S3Key: 'k' } }));
     await refused({ status: 400, type: 'InvalidParameterValueException', message: /base64/ }, 'POST', base, create({ FunctionName: 'x5', Code: { ZipFile: 'not base64!' } }));
     await refused({ status: 400, type: 'InvalidParameterValueException', message: /x86_64/ }, 'POST', base, create({ FunctionName: 'x6', Architectures: ['arm64'] }));
+    await refused({ status: 400, type: 'InvalidParameterValueException', message: /Tags/ }, 'POST', base, create({ FunctionName: 'x8', Tags: { team: 'a' } }));
     await refused({ status: 400, type: 'InvalidParameterValueException', message: /Environment.Variables.N/ }, 'POST', base, create({ FunctionName: 'x7', Environment: { Variables: { N: 1 } } }));
     await refused({ status: 409, type: 'ResourceConflictException' }, 'POST', base, create({}));
     await refused({ status: 413, type: 'RequestTooLargeException' }, 'POST', base, Buffer.alloc(70_167_212, 0x20));

@@ -140,6 +140,7 @@ export function createInput(body: JsonObject): FunctionInput {
   if (name === undefined) throw invalidParameter('FunctionName is required');
   if (optString(body, 'PackageType') === 'Image') throw invalidParameter('PackageType Image is not supported by fnvm: use Zip');
   if (optBoolean(body, 'Publish') === true) throw invalidParameter('Publish is not supported by fnvm: a function has only $LATEST');
+  if (isSet(body.Tags)) throw invalidParameter('Tags are not supported by fnvm (a function has none)');
   const code = optObject(body, 'Code');
   if (!code) throw invalidParameter('Code is required');
   const input = configurationInput(body);
