@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
-  CreateFunctionCommand, DeleteFunctionCommand, GetFunctionCommand, GetFunctionConfigurationCommand, InvokeCommand,
+  CreateFunctionCommand, DeleteFunctionCommand, DeleteFunctionConcurrencyCommand, GetFunctionCommand, GetFunctionConcurrencyCommand,
+  PutFunctionConcurrencyCommand, GetFunctionConfigurationCommand, InvokeCommand,
   LambdaClient, ListFunctionsCommand, ResourceNotFoundException, UpdateFunctionCodeCommand,
   UpdateFunctionConfigurationCommand, paginateListFunctions, waitUntilFunctionActiveV2, waitUntilFunctionUpdatedV2,
   type LambdaClientConfig,
@@ -209,6 +210,20 @@ describe('Lambda API with the AWS SDK (no token: signatures not checked)', () =>
     const one = await lambda.send(new ListFunctionsCommand({ MaxItems: 1 }));
     assert.equal(one.Functions?.length, 1);
     assert.equal(one.NextMarker, one.Functions?.[0]?.FunctionName);
+  });
+
+  test('reserved concurrency is max_concurrency', async () => {
+    const put = await lambda.send(new PutFunctionConcurrencyCommand({ FunctionName: 'sdk-hello', ReservedConcurrentExecutions: 3 }));
+    assert.equal(put.ReservedConcurrentExecutions, 3);
+    assert.equal((await lambda.send(new GetFunctionConcurrencyCommand({ FunctionName: 'sdk-hello' }))).ReservedConcurrentExecutions, 3);
+    assert.equal((await fnvm.api('/v1/functions/sdk-hello')).body.item.max_concurrency, 3);
+    assert.equal((await lambda.send(new GetFunctionCommand({ FunctionName: 'sdk-hello' }))).Concurrency?.ReservedConcurrentExecutions, 3);
+    await lambda.send(new DeleteFunctionConcurrencyCommand({ FunctionName: 'sdk-hello' }));
+    assert.equal((await fnvm.api('/v1/functions/sdk-hello')).body.item.max_concurrency, 100);
+    await assert.rejects(
+      lambda.send(new PutFunctionConcurrencyCommand({ FunctionName: 'sdk-hello', ReservedConcurrentExecutions: 0 })),
+      (error: Error) => error.name === 'InvalidParameterValueException',
+    );
   });
 
   test('delete: gone from both APIs', async () => {

@@ -7,12 +7,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { FunctionService } from '../../functions/service.js';
 import { nestsDeeperThan } from '../../json-depth.js';
 import type { FunctionRecord } from '../../store/types.js';
+import { defaults } from '../../functions/validation.js';
 import { maxEventDepth } from '../functions-routes.js';
 import { bodyLimitBytes } from '../limits.js';
 import { verifySignature } from '../sigv4.js';
-import { jsonObjectOf, jsonOf } from './body.js';
+import { jsonObjectOf, jsonOf, optInteger } from './body.js';
 import { codeUpdate, configurationUpdate, createInput, functionConfiguration, revisionId } from './configuration.js';
-import { invalidContent, LambdaError, sendLambdaError } from './errors.js';
+import { invalidContent, invalidParameter, LambdaError, sendLambdaError } from './errors.js';
 import { eventInvokeConfig, eventInvokeConfigInput } from './event-config.js';
 import { invocationTypeOf, sendInvokeAnswer, wantsTail } from './invoke.js';
 import { functionNameOf } from './names.js';
@@ -75,7 +76,12 @@ export function lambdaRoutes(service: FunctionService, options: LambdaApiOptions
       const code = record.package
         ? { RepositoryType: 'S3', Location: `${request.protocol}://${request.host}/v1/functions/${record.id}/package` }
         : { RepositoryType: 'S3' };
-      return { Configuration: functionConfiguration(record, regionOf(request)), Code: code, Tags: {} };
+      return {
+        Configuration: functionConfiguration(record, regionOf(request)),
+        Code: code,
+        Tags: {},
+        Concurrency: { ReservedConcurrentExecutions: record.max_concurrency },
+      };
     });
 
     app.get<Named>('/2015-03-31/functions/:name/configuration', async (request) => functionConfiguration(find(request), regionOf(request)));
@@ -105,6 +111,22 @@ export function lambdaRoutes(service: FunctionService, options: LambdaApiOptions
     });
 
     app.get<Named>('/2019-09-25/functions/:name/event-invoke-config', async (request) => eventInvokeConfig(find(request), regionOf(request)));
+
+    // Reserved concurrency is fnvm's max_concurrency: the most invocations the function runs at once (429 beyond).
+    app.put<Named>('/2017-10-31/functions/:name/concurrency', async (request) => {
+      const reserved = optInteger(jsonObjectOf(bodyOf(request)), 'ReservedConcurrentExecutions');
+      if (reserved === undefined) throw invalidParameter('ReservedConcurrentExecutions is required');
+      if (reserved === 0) throw invalidParameter('fnvm cannot reserve 0 (throttle every invocation): max_concurrency is at least 1');
+      const updated = await service.update(find(request).id, { max_concurrency: reserved });
+      return { ReservedConcurrentExecutions: updated.max_concurrency };
+    });
+
+    app.get<Named>('/2019-09-30/functions/:name/concurrency', async (request) => ({ ReservedConcurrentExecutions: find(request).max_concurrency }));
+
+    app.delete<Named>('/2017-10-31/functions/:name/concurrency', async (request, reply) => {
+      await service.update(find(request).id, { max_concurrency: defaults.maxConcurrency });
+      return reply.status(204).send();
+    });
 
     app.post<Named>('/2015-03-31/functions/:name/invocations', { bodyLimit: bodyLimitBytes }, async (request, reply) => {
       const type = invocationTypeOf(request.headers['x-amz-invocation-type']);
