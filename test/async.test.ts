@@ -1,8 +1,9 @@
 // Asynchronous invocations on real VMs: `Prefer: respond-async` over /v1 and Event over the Lambda API (the real
 // SDK) answer 202 and run the event; a failing one is attempted 1 + retries times with the policy's delays, every
 // attempt a record with the same request_id and its number, then becomes a dead letter with its error, which a
-// redrive runs again; discard; the depth limit (429), the size limit (413), the age cutoff; async work stays
-// within its share of max_concurrency while synchronous invocations keep being served; the event invoke config.
+// redrive runs again (once, even when asked twice at once); discard; errors kept bounded; the depth limit (429,
+// counting events still committing), the size limit (413), the age cutoff; async work stays within its share of
+// max_concurrency while synchronous invocations keep being served; the event invoke config.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -108,14 +109,39 @@ describe('asynchronous invocations', () => {
     await eventually('the redriven one to fail again', async () => ((await recordsOf('flaky', b)).length === 2 ? true : undefined));
     assert.deepEqual((await recordsOf('flaky', b)).map((r) => r.attempt), [1, 2]);
     await eventually('it to be a dead letter again', async () => ((await queue('flaky')).dead_letters === 1 ? true : undefined));
+    // Two redrives at once requeue the letter once: it runs once more, as attempt 3.
+    const both = await Promise.all([1, 2].map(() => fnvm.api('/v1/functions/flaky/dead-letters/redrive', { method: 'POST', body: {} })));
+    assert.deepEqual(both.map((r) => r.body.redriven).sort(), [0, 1]);
+    await eventually('a dead letter once more', async () => ((await recordsOf('flaky', b)).length === 3 && (await queue('flaky')).dead_letters === 1 ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 3 * retryDelayMs)); // time for a wrong extra run to show
+    assert.deepEqual((await recordsOf('flaky', b)).map((r) => r.attempt), [1, 2, 3]);
+    assert.deepEqual(await queue('flaky'), { queued: 0, running: 0, dead_letters: 1, oldest_queued_at: null });
+    // A dead letter keeps a bounded error: user code chose it.
+    const long = (await enqueue('flaky', { n: 'y'.repeat(5000), fail: true })).body.request_id;
+    const letter = await eventually('the long error\'s dead letter', async () =>
+      ((await fnvm.api('/v1/functions/flaky/dead-letters')).body.items as { request_id: string; error: { message: string } }[]).find((l) => l.request_id === long));
+    assert.equal(letter.error.message, `failing on purpose: ${'y'.repeat(5000)}`.slice(0, 1024) + '... [truncated]');
+    assert.equal((await fnvm.api(`/v1/functions/flaky/dead-letters/${long}`, { method: 'DELETE' })).status, 200);
+    // Ten dead letters of 1 MB: a page stops early past its byte budget; the next page (by offset) has the rest.
+    const big = await Promise.all(Array.from({ length: 10 }, (_, n) => enqueue('flaky', { n, fail: true, blob: String(n).repeat(1_000_000) })));
+    await eventually('eleven dead letters', async () => ((await queue('flaky')).dead_letters === 11 ? true : undefined));
+    type Letter = { request_id: string; event: { n?: number; blob?: string } };
+    const first = (await fnvm.api('/v1/functions/flaky/dead-letters?limit=100')).body as { items: Letter[]; total: number };
+    assert.equal(first.total, 11);
+    assert.ok(first.items.length > 0 && first.items.length < 11, `a first page of ${first.items.length}`);
+    const rest = (await fnvm.api(`/v1/functions/flaky/dead-letters?limit=100&offset=${first.items.length}`)).body as { items: Letter[] };
+    const letters = [...first.items, ...rest.items];
+    assert.deepEqual(letters.map((l) => l.request_id).sort(), [b, ...big.map((r) => r.body.request_id as string)].sort());
+    for (const l of letters) if (l.request_id !== b) assert.equal(l.event.blob, String(l.event.n).repeat(1_000_000));
+    for (const r of big) assert.equal((await fnvm.api(`/v1/functions/flaky/dead-letters/${r.body.request_id}`, { method: 'DELETE' })).status, 200);
 
     for (const body of [{ async_max_retries: 3 }, { async_max_retries: -1 }, { async_max_event_age_seconds: 59 }, { async_max_event_age_seconds: 21_601 }]) {
       const refused = await fnvm.api('/v1/functions/flaky', { method: 'PUT', body });
       assert.equal(refused.status, 400, JSON.stringify(body));
       assert.match(refused.body.error, /async_max/);
     }
-    const big = await enqueue('flaky', { blob: 'x'.repeat(1024 * 1024) });
-    assert.equal(big.status, 413);
+    const tooBig = await enqueue('flaky', { blob: 'x'.repeat(1024 * 1024) });
+    assert.equal(tooBig.status, 413);
     assert.equal((await enqueue('no-such-function', {})).status, 404);
     assert.equal((await fnvm.api('/v1/functions/flaky/dead-letters/redrive', { method: 'POST', body: { request_ids: 'all' } })).status, 400);
     await fnvm.api('/v1/functions/flaky', { method: 'PUT', body: { async_max_retries: 2 } });
@@ -236,6 +262,12 @@ describe('asynchronous limits', () => {
     await eventually('the queue to drain', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
     const records = (await fnvm.api('/v1/functions/slow/logs')).body.items;
     assert.equal(records.length, 3);
+    // Events still committing count too: of 8 sent at once, 3 are taken.
+    const together = await Promise.all(Array.from({ length: 8 }, (_, n) =>
+      fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n } }, headers: { prefer: 'respond-async' } })));
+    assert.deepEqual(together.map((r) => r.status).sort(), [202, 202, 202, 429, 429, 429, 429, 429]);
+    await eventually('the queue to drain again', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
+    assert.equal((await fnvm.api('/v1/functions/slow/logs')).body.items.length, 6);
   });
 
   test('an event whose retry would pass its maximum age is a dead letter after one attempt', async () => {

@@ -232,19 +232,26 @@ describe('async events', () => {
   test('enqueue, claim, dead letters newest first, counts, discard', async (t) => {
     const store = await openStore(t);
     const fn = await store.createFunction(newFunction());
-    const a = newEvent(fn.id);
-    const b = newEvent(fn.id);
+    const a = newEvent(fn.id, { payload: '{"event":"a"}' });
+    const b = newEvent(fn.id, { payload: '{"event":"b ✓"}' });
     await Promise.all([store.enqueueEvent(a), store.enqueueEvent(b)]);
     assert.deepEqual(await store.getEvent(a.request_id), a);
-    const claimed = { ...a, attempts: 1, failures: 1, next_attempt_at: 5000, updated_at: 2000 };
+    // Saves carry no payload and never touch the stored one; the queue's listing leaves payloads out.
+    const { payload: _a, ...queuedA } = a;
+    const { payload: _b, ...queuedB } = b;
+    const claimed = { ...queuedA, attempts: 1, failures: 1, next_attempt_at: 5000, updated_at: 2000 };
     await store.saveEvent(claimed);
-    assert.deepEqual((await store.listQueuedEvents()).sort((x, y) => x.updated_at - y.updated_at), [b, claimed]);
+    assert.deepEqual(await store.getEvent(a.request_id), { ...claimed, payload: a.payload });
+    assert.equal(await store.eventPayload(b.request_id), b.payload);
+    assert.equal(await store.eventPayload('no-such-event'), undefined);
+    assert.deepEqual((await store.listQueuedEvents()).sort((x, y) => x.updated_at - y.updated_at), [queuedB, claimed]);
     const deadA = { ...claimed, state: 'dead' as const, dead_reason: 'RetriesExhausted' as const, last_error: { type: 'Error', message: 'é ✓' }, updated_at: 3000 };
-    const deadB = { ...b, state: 'dead' as const, dead_reason: 'EventAgeExceeded' as const, updated_at: 4000 };
+    const deadB = { ...queuedB, state: 'dead' as const, dead_reason: 'EventAgeExceeded' as const, updated_at: 4000 };
     await store.saveEvent(deadA);
     await store.saveEvent(deadB);
-    assert.deepEqual(await store.listDeadLetters(fn.id, 10, 0), [deadB, deadA]);
-    assert.deepEqual(await store.listDeadLetters(fn.id, 1, 1), [deadA]);
+    assert.deepEqual(await store.listDeadLetters(fn.id, 10, 0), [{ ...deadB, payload: b.payload }, { ...deadA, payload: a.payload }]);
+    assert.deepEqual(await store.listDeadLetters(fn.id, 1, 1), [{ ...deadA, payload: a.payload }]);
+    assert.deepEqual(await store.listDeadEvents(fn.id, 10, 0), [deadB, deadA]);
     assert.deepEqual(await store.countDeadLetters(), new Map([[fn.id, 2]]));
     assert.deepEqual(await store.listQueuedEvents(), []);
     assert.equal(await store.deleteEvent(deadA.request_id), true);
@@ -258,18 +265,19 @@ describe('async events', () => {
     const done = newEvent(fn.id, { attempts: 1, failures: 1 });
     const retried = newEvent(fn.id, { attempts: 1, failures: 1 });
     await Promise.all([store.enqueueEvent(done), store.enqueueEvent(retried)]);
-    const later = { ...retried, next_attempt_at: 9000, last_error: { type: 'Error', message: 'x' } };
+    const { payload: _payload, ...queuedRetried } = retried;
+    const later = { ...queuedRetried, next_attempt_at: 9000, last_error: { type: 'Error', message: 'x' } };
     await Promise.all([
       store.recordInvocation(newInvocation(fn.id, { request_id: done.request_id, async: true }), 100, { delete: done.request_id }),
       store.recordInvocation(newInvocation(fn.id, { request_id: retried.request_id, async: true, status: 'error' }), 100, { save: later }),
     ]);
     assert.equal(await store.getEvent(done.request_id), undefined);
-    assert.deepEqual(await store.getEvent(retried.request_id), later);
+    assert.deepEqual(await store.getEvent(retried.request_id), { ...later, payload: retried.payload });
     const records = await store.listInvocations(fn.id, 10, 0);
     assert.deepEqual(records.map((r) => [r.request_id, r.attempt, r.async]).sort(), [[done.request_id, 1, true], [retried.request_id, 1, true]].sort());
     // A record that cannot commit (its function is unknown) takes its settlement down with it.
     await assert.rejects(store.recordInvocation(newInvocation('no-such-function'), 100, { delete: retried.request_id }));
-    assert.deepEqual(await store.getEvent(retried.request_id), later);
+    assert.deepEqual(await store.getEvent(retried.request_id), { ...later, payload: retried.payload });
   });
 
   test('deleting a function deletes its events; an event for an unknown function is refused', async (t) => {

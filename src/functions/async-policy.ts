@@ -3,7 +3,7 @@
 // MaximumRetryAttempts times (default 2), waiting the base delay and then twice it (1 min, 2 min by default);
 // a refusal before user code ran (throttled, deploying, no VM) is retried without counting, backing off from
 // 1 s (or the base delay if shorter) doubling to 5 min; an event older than its maximum age is given up on.
-import type { AsyncEvent, DeadReason } from '../store/types.js';
+import type { DeadReason, QueuedEvent } from '../store/types.js';
 
 export interface AsyncSettings {
   maxRetries: number;
@@ -24,14 +24,14 @@ export function refusalDelayMs(retryDelay: number, refusals: number): number {
   return Math.min(systemBackoffCapMs, Math.min(1000, retryDelay) * 2 ** Math.max(0, refusals - 1));
 }
 
-export function isTooOld(event: AsyncEvent, at: number, settings: AsyncSettings): boolean {
+export function isTooOld(event: Pick<QueuedEvent, 'enqueued_at'>, at: number, settings: AsyncSettings): boolean {
   return at - event.enqueued_at > settings.maxEventAgeSeconds * 1000;
 }
 
 export type Next = { retryAt: number } | { dead: DeadReason };
 
 /** After a function error or timeout that made `event.failures` failures: retry when, or give up why. */
-export function afterFailure(event: AsyncEvent, now: number, settings: AsyncSettings): Next {
+export function afterFailure(event: QueuedEvent, now: number, settings: AsyncSettings): Next {
   if (event.failures > settings.maxRetries) return { dead: 'RetriesExhausted' };
   const retryAt = now + retryDelayMs(settings.retryDelayMs, event.failures);
   return isTooOld(event, retryAt, settings) ? { dead: 'EventAgeExceeded' } : { retryAt };

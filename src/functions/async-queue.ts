@@ -3,7 +3,9 @@
 // An event's life: waiting -> running -> deleted (succeeded) | waiting (retry, or a refusal released) | dead;
 // dead -> waiting (redrive). The store holds `queued` (waiting or running) and `dead`; a started attempt is
 // committed before it runs (claim), so a kill -9 mid-attempt still counts it and at most 1 + retries run.
-import type { AsyncEvent, EventSettlement, Store } from '../store/types.js';
+// Memory holds events without their payloads (up to 1 MiB each): an attempt reads its payload from the store.
+import { Limiter } from '../limiter.js';
+import type { AsyncEvent, EventSettlement, QueuedEvent, Store } from '../store/types.js';
 import { afterFailure, asyncShare, isTooOld, refusalDelayMs, retryDelayMs, type AsyncSettings } from './async-policy.js';
 
 export type AsyncOutcome = 'accepted' | 'succeeded' | 'retried' | 'dead' | 'redriven';
@@ -18,7 +20,7 @@ export interface AttemptResult {
  * Runs one attempt: the service invokes the function and commits the invocation record together with
  * `settle(result)`'s settlement, then resolves. It throws, writing nothing, when it refused before user code ran.
  */
-export type RunAttempt = (event: AsyncEvent, settle: (result: AttemptResult) => EventSettlement) => Promise<void>;
+export type RunAttempt = (event: QueuedEvent, settle: (result: AttemptResult) => EventSettlement) => Promise<void>;
 
 export interface AsyncQueueOptions {
   store: Store;
@@ -46,15 +48,19 @@ export interface QueueFigures {
 }
 
 interface Settled {
-  event: AsyncEvent;
+  event: QueuedEvent;
   outcome: AsyncOutcome;
 }
 
 interface FunctionQueue {
   /** By next_attempt_at, earliest first. */
-  waiting: AsyncEvent[];
-  running: Map<string, AsyncEvent>;
+  waiting: QueuedEvent[];
+  running: Map<string, QueuedEvent>;
+  /** Enqueues committing now: they count toward the depth limit before they are queued. */
+  accepting: number;
   dead: number;
+  /** Redrives and discards of dead letters, one at a time (two at once could both requeue one letter). */
+  deadLetterEdits: Limiter;
   /** Refusals in a row per event (in memory: a restart starts the backoff over). */
   refusals: Map<string, number>;
 }
@@ -120,15 +126,20 @@ export class AsyncQueue {
   /** Commits a new event, then queues it; QueueFullError beyond the function's depth limit. */
   async enqueue(functionId: string, requestId: string, payload: string): Promise<void> {
     const queue = this.queueOf(functionId);
-    if (queue.waiting.length + queue.running.size >= this.options.maxDepth) {
+    if (queue.waiting.length + queue.running.size + queue.accepting >= this.options.maxDepth) {
       throw new QueueFullError(`the function's asynchronous queue holds ${this.options.maxDepth} events (FNVM_ASYNC_QUEUE_DEPTH)`);
     }
     const now = this.now();
-    const event: AsyncEvent = {
-      request_id: requestId, function_id: functionId, payload, state: 'queued', attempts: 0, failures: 0,
+    const event: QueuedEvent = {
+      request_id: requestId, function_id: functionId, state: 'queued', attempts: 0, failures: 0,
       enqueued_at: now, next_attempt_at: now, last_error: null, dead_reason: null, updated_at: now,
     };
-    await this.options.store.enqueueEvent(event);
+    queue.accepting += 1;
+    try {
+      await this.options.store.enqueueEvent({ ...event, payload });
+    } finally {
+      queue.accepting -= 1;
+    }
     if (this.queues.get(functionId) !== queue) return; // deleted meanwhile
     insertByTime(queue.waiting, event);
     this.options.onOutcome(functionId, 'accepted');
@@ -136,12 +147,28 @@ export class AsyncQueue {
   }
 
   /** Back to the queue as new (failures 0, a new age); attempt numbers continue. `ids` absent: every dead letter. */
-  async redrive(functionId: string, ids?: string[]): Promise<number> {
+  redrive(functionId: string, ids?: string[]): Promise<number> {
     const queue = this.queueOf(functionId);
+    return queue.deadLetterEdits.run(() => this.redriveNow(functionId, queue, ids));
+  }
+
+  /** Deletes one dead letter; false if the function has no such dead letter. */
+  discard(functionId: string, requestId: string): Promise<boolean> {
+    const queue = this.queueOf(functionId);
+    return queue.deadLetterEdits.run(async () => {
+      const event = await this.options.store.getEvent(requestId);
+      if (!event || event.function_id !== functionId || event.state !== 'dead') return false;
+      if (!(await this.options.store.deleteEvent(requestId))) return false;
+      queue.dead -= 1;
+      return true;
+    });
+  }
+
+  private async redriveNow(functionId: string, queue: FunctionQueue, ids: string[] | undefined): Promise<number> {
     const wanted = ids && new Set(ids);
     let redriven = 0;
     for (let offset = 0; ;) {
-      const page = await this.options.store.listDeadLetters(functionId, 500, offset);
+      const page = await this.options.store.listDeadEvents(functionId, 500, offset);
       if (page.length === 0) break;
       for (const event of page) {
         if (wanted && !wanted.has(event.request_id)) {
@@ -149,7 +176,7 @@ export class AsyncQueue {
           continue;
         }
         const now = this.now();
-        const again: AsyncEvent = { ...event, state: 'queued', failures: 0, enqueued_at: now, next_attempt_at: now, last_error: null, dead_reason: null, updated_at: now };
+        const again: QueuedEvent = { ...event, state: 'queued', failures: 0, enqueued_at: now, next_attempt_at: now, last_error: null, dead_reason: null, updated_at: now };
         await this.options.store.saveEvent(again);
         queue.dead -= 1;
         insertByTime(queue.waiting, again);
@@ -159,15 +186,6 @@ export class AsyncQueue {
     }
     this.pump();
     return redriven;
-  }
-
-  /** Deletes one dead letter; false if the function has no such dead letter. */
-  async discard(functionId: string, requestId: string): Promise<boolean> {
-    const event = await this.options.store.getEvent(requestId);
-    if (!event || event.function_id !== functionId || event.state !== 'dead') return false;
-    if (!(await this.options.store.deleteEvent(requestId))) return false;
-    this.queueOf(functionId).dead -= 1;
-    return true;
   }
 
   figures(functionId: string): QueueFigures {
@@ -198,7 +216,7 @@ export class AsyncQueue {
 
   private queueOf(functionId: string): FunctionQueue {
     let queue = this.queues.get(functionId);
-    if (!queue) this.queues.set(functionId, (queue = { waiting: [], running: new Map(), dead: 0, refusals: new Map() }));
+    if (!queue) this.queues.set(functionId, (queue = { waiting: [], running: new Map(), accepting: 0, dead: 0, refusals: new Map(), deadLetterEdits: new Limiter(1) }));
     return queue;
   }
 
@@ -244,7 +262,7 @@ export class AsyncQueue {
     this.timer.unref();
   }
 
-  private start(functionId: string, queue: FunctionQueue, event: AsyncEvent): void {
+  private start(functionId: string, queue: FunctionQueue, event: QueuedEvent): void {
     queue.running.set(event.request_id, event);
     this.running += 1;
     const attempt = this.attempt(functionId, event).catch((error: unknown) => {
@@ -259,7 +277,7 @@ export class AsyncQueue {
     this.attempts.add(attempt);
   }
 
-  private async attempt(functionId: string, event: AsyncEvent): Promise<void> {
+  private async attempt(functionId: string, event: QueuedEvent): Promise<void> {
     const settings = this.options.settings(functionId);
     if (!settings) return;
     const queue = this.queueOf(functionId);
@@ -270,7 +288,7 @@ export class AsyncQueue {
     }
     // The claim: committed before user code runs, as if it will fail (a crash then counts it).
     const failures = event.failures + 1;
-    const claimed: AsyncEvent = { ...event, attempts: event.attempts + 1, failures, next_attempt_at: now + retryDelayMs(settings.retryDelayMs, failures), updated_at: now };
+    const claimed: QueuedEvent = { ...event, attempts: event.attempts + 1, failures, next_attempt_at: now + retryDelayMs(settings.retryDelayMs, failures), updated_at: now };
     await this.options.store.saveEvent(claimed);
     // What the settlement decided, applied in memory once the record and it have committed.
     const decided: { settled: Settled | null } = { settled: null };
@@ -280,9 +298,9 @@ export class AsyncQueue {
         decided.settled = { event: claimed, outcome: 'succeeded' };
         return { delete: claimed.request_id };
       }
-      const failed: AsyncEvent = { ...claimed, last_error: result.error ?? { type: result.status, message: result.status }, updated_at: at };
+      const failed: QueuedEvent = { ...claimed, last_error: boundedError(result.error ?? { type: result.status, message: result.status }), updated_at: at };
       const next = afterFailure(failed, at, settings);
-      const after: AsyncEvent = 'dead' in next
+      const after: QueuedEvent = 'dead' in next
         ? { ...failed, state: 'dead', dead_reason: next.dead }
         : { ...failed, next_attempt_at: next.retryAt };
       decided.settled = { event: after, outcome: 'dead' in next ? 'dead' : 'retried' };
@@ -308,7 +326,7 @@ export class AsyncQueue {
   }
 
   /** A refusal before user code ran: the claim is undone and the event waits, backing off, while young enough. */
-  private async release(functionId: string, claimed: AsyncEvent, reason: unknown): Promise<void> {
+  private async release(functionId: string, claimed: QueuedEvent, reason: unknown): Promise<void> {
     const settings = this.options.settings(functionId);
     const queue = this.queues.get(functionId);
     if (!settings || !queue) return;
@@ -316,7 +334,7 @@ export class AsyncQueue {
     const now = this.now();
     // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- a host Error, not guest data
     const message = (reason as Error).message;
-    const released: AsyncEvent = {
+    const released: QueuedEvent = {
       ...claimed, attempts: claimed.attempts - 1, failures: claimed.failures - 1,
       next_attempt_at: now + refusalDelayMs(settings.retryDelayMs, refusals), last_error: { type: 'Refused', message }, updated_at: now,
     };
@@ -330,19 +348,28 @@ export class AsyncQueue {
     insertByTime(queue.waiting, released);
   }
 
-  private async bury(event: AsyncEvent, reason: AsyncEvent['dead_reason']): Promise<void> {
+  private async bury(event: QueuedEvent, reason: AsyncEvent['dead_reason']): Promise<void> {
     await this.options.store.saveEvent({ ...event, state: 'dead', dead_reason: reason, updated_at: this.now() });
     this.queueOf(event.function_id).dead += 1;
     this.options.onOutcome(event.function_id, 'dead');
   }
 }
 
-function interrupted(event: AsyncEvent): { type: string; message: string } {
+function interrupted(event: QueuedEvent): { type: string; message: string } {
   return { type: 'Interrupted', message: `the server stopped during attempt ${event.attempts}` };
 }
 
+/** Bounds of a stored error (user code chose it): kept with every dead letter and shown by the API. */
+export const storedErrorLimits = { type: 256, message: 1024 } as const;
+const truncatedMark = '... [truncated]';
+
+function boundedError(error: { type: string; message: string }): { type: string; message: string } {
+  const cut = (text: string, max: number) => (text.length <= max ? text : text.slice(0, max) + truncatedMark);
+  return { type: cut(error.type, storedErrorLimits.type), message: cut(error.message, storedErrorLimits.message) };
+}
+
 /** Inserts keeping `events` ordered by next_attempt_at (new events go last among equals). */
-function insertByTime(events: AsyncEvent[], event: AsyncEvent): void {
+function insertByTime(events: QueuedEvent[], event: QueuedEvent): void {
   let low = 0;
   let high = events.length;
   while (low < high) {

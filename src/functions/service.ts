@@ -10,7 +10,7 @@ import {
   type FunctionPatch,
   type FunctionRecord,
   type FunctionState,
-  type AsyncEvent,
+  type QueuedEvent,
   type EventSettlement,
   type InvocationRecord,
   type Store,
@@ -83,6 +83,8 @@ export interface ServiceOptions {
 
 const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
 /** Async attempts running at once on the host, over every function: the rest wait, sync traffic goes first. */
+/** Dead letters read per query of a page (bounds how far a page overshoots its byte budget). */
+const deadLetterChunk = 4;
 const maxAsyncAttempts = 32;
 const guestAddress = '10.0.2.15';
 
@@ -408,8 +410,17 @@ export class FunctionService {
 
   async deadLetters(idOrName: string, limit: number, offset: number): Promise<{ items: DeadLetter[]; total: number }> {
     const { id } = this.get(idOrName);
-    const events = await this.options.store.listDeadLetters(id, limit, offset);
-    return { items: events.map(deadLetterOf), total: this.queue.figures(id).dead_letters };
+    const items: DeadLetter[] = [];
+    // Read a few at a time so that a page stops soon after limits.deadLetterPageBytes (always one letter at least).
+    for (let bytes = 0; items.length < limit && bytes < limits.deadLetterPageBytes;) {
+      const chunk = await this.options.store.listDeadLetters(id, Math.min(deadLetterChunk, limit - items.length), offset + items.length);
+      for (const event of chunk) {
+        items.push(deadLetterOf(event));
+        bytes += event.payload.length;
+      }
+      if (chunk.length === 0) break;
+    }
+    return { items, total: this.queue.figures(id).dead_letters };
   }
 
   /** Dead letters back to the queue (all, or those named); resolves to how many. */
@@ -423,10 +434,11 @@ export class FunctionService {
   }
 
   /** One attempt of an async event, for the queue: its record commits with `settle`'s settlement. */
-  private async runAttempt(event: AsyncEvent, settle: (result: AttemptResult) => EventSettlement): Promise<void> {
+  private async runAttempt(event: QueuedEvent, settle: (result: AttemptResult) => EventSettlement): Promise<void> {
     const record = this.records.get(event.function_id);
-    if (!record) throw notFound(event.function_id);
-    await this.execute(record, JSON.parse(event.payload), { requestId: event.request_id, attempt: event.attempts, settle });
+    const payload = await this.options.store.eventPayload(event.request_id);
+    if (!record || payload === undefined) throw notFound(event.function_id); // deleted meanwhile
+    await this.execute(record, JSON.parse(payload), { requestId: event.request_id, attempt: event.attempts, settle });
   }
 
   /**

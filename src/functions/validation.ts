@@ -17,6 +17,8 @@ export const limits = {
   asyncMaxRetries: { min: 0, max: 2 },
   asyncMaxEventAgeSeconds: { min: 60, max: 21_600 },
   asyncEventBytes: 1024 * 1024,
+  /** A page of dead letters ends early once its events pass this (up to 1 MiB each, a page of 1000 would be 1 GiB). */
+  deadLetterPageBytes: 4 * 1024 * 1024,
   labelLength: 2048,
   /** A single-file function's source, as the body limit bounded it before packages (bigger code: a package). */
   codeBytes: 6 * 1024 * 1024,

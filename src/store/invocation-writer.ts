@@ -8,7 +8,7 @@
 import type Database from 'better-sqlite3';
 import { BatchBuckets } from '../stats/batch.js';
 import { StatsUpserter } from './stats-table.js';
-import type { AsyncEvent, EventSettlement, InvocationRecord } from './types.js';
+import type { AsyncEvent, EventSettlement, InvocationRecord, QueuedEvent } from './types.js';
 
 /** The invocations table's columns except seq, as bound parameters: the record with its encoded fields. */
 export interface InvocationRow extends Omit<InvocationRecord, 'cold_start' | 'logs' | 'error' | 'async'> {
@@ -27,7 +27,7 @@ export interface EventRow extends Omit<AsyncEvent, 'last_error'> {
 export type Write =
   | { kind: 'record'; invocation: InvocationRecord; retention: number; settle?: EventSettlement }
   | { kind: 'enqueue'; event: AsyncEvent }
-  | { kind: 'save'; event: AsyncEvent };
+  | { kind: 'save'; event: QueuedEvent };
 
 interface Queued {
   write: Write;
@@ -45,7 +45,8 @@ export function invocationToRow(invocation: InvocationRecord): InvocationRow {
   };
 }
 
-export function eventToRow(event: AsyncEvent): EventRow {
+/** An event's columns (a saved event has no payload: saves never write it). */
+export function eventToRow<Event extends QueuedEvent>(event: Event): Omit<Event, 'last_error'> & Pick<EventRow, 'last_error'> {
   return { ...event, last_error: event.last_error === null ? null : JSON.stringify(event.last_error) };
 }
 
@@ -67,7 +68,7 @@ export class InvocationWriter {
       `INSERT INTO async_events (request_id, function_id, payload, state, attempts, failures, enqueued_at, next_attempt_at, last_error, dead_reason, updated_at)
        VALUES (@request_id, @function_id, @payload, @state, @attempts, @failures, @enqueued_at, @next_attempt_at, @last_error, @dead_reason, @updated_at)`,
     );
-    const save = sqlite.prepare<[EventRow]>(
+    const save = sqlite.prepare<[Omit<EventRow, 'payload'>]>(
       `UPDATE async_events SET state = @state, attempts = @attempts, failures = @failures, enqueued_at = @enqueued_at,
          next_attempt_at = @next_attempt_at, last_error = @last_error, dead_reason = @dead_reason, updated_at = @updated_at
        WHERE request_id = @request_id`,

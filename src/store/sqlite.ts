@@ -18,6 +18,7 @@ import {
   type FunctionRecord,
   type InvocationRecord,
   type NewFunction,
+  type QueuedEvent,
   type StatsQuery,
   type Store,
 } from './types.js';
@@ -196,7 +197,7 @@ class SqliteStore implements Store {
     return this.writer.write({ kind: 'enqueue', event });
   }
 
-  saveEvent(event: AsyncEvent): Promise<void> {
+  saveEvent(event: QueuedEvent): Promise<void> {
     return this.writer.write({ kind: 'save', event });
   }
 
@@ -210,23 +211,35 @@ class SqliteStore implements Store {
     return row && rowToEvent(row);
   }
 
-  async listQueuedEvents(): Promise<AsyncEvent[]> {
-    const rows = await this.db.selectFrom('async_events').selectAll().where('state', '=', 'queued').execute();
+  async eventPayload(requestId: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('async_events').select('payload').where('request_id', '=', requestId).executeTakeFirst();
+    return row?.payload;
+  }
+
+  async listQueuedEvents(): Promise<QueuedEvent[]> {
+    const rows = await this.db.selectFrom('async_events').select(queuedEventColumns).where('state', '=', 'queued').execute();
     return rows.map(rowToEvent);
   }
 
   async listDeadLetters(functionId: string, limit: number, offset: number): Promise<AsyncEvent[]> {
-    const rows = await this.db
+    const rows = await this.deadEvents(functionId, limit, offset).select('payload').execute();
+    return rows.map(rowToEvent);
+  }
+
+  async listDeadEvents(functionId: string, limit: number, offset: number): Promise<QueuedEvent[]> {
+    return (await this.deadEvents(functionId, limit, offset).execute()).map(rowToEvent);
+  }
+
+  private deadEvents(functionId: string, limit: number, offset: number) {
+    return this.db
       .selectFrom('async_events')
-      .selectAll()
+      .select(queuedEventColumns)
       .where('function_id', '=', functionId)
       .where('state', '=', 'dead')
       .orderBy('updated_at', 'desc')
       .orderBy('request_id')
       .limit(limit)
-      .offset(offset)
-      .execute();
-    return rows.map(rowToEvent);
+      .offset(offset);
   }
 
   async countDeadLetters(): Promise<Map<string, number>> {
@@ -365,7 +378,12 @@ function patchToRow(patch: FunctionPatch): Updateable<FunctionsTable> {
   return env_vars === undefined ? row : { ...row, env_vars: JSON.stringify(env_vars) };
 }
 
-function rowToEvent(row: Selectable<EventRow>): AsyncEvent {
+/** Every column of an event but its payload. */
+const queuedEventColumns = [
+  'request_id', 'function_id', 'state', 'attempts', 'failures', 'enqueued_at', 'next_attempt_at', 'last_error', 'dead_reason', 'updated_at',
+] as const satisfies ReadonlyArray<keyof QueuedEvent>;
+
+function rowToEvent<Row extends Pick<EventRow, 'last_error'>>(row: Row): Omit<Row, 'last_error'> & Pick<AsyncEvent, 'last_error'> {
   return { ...row, last_error: row.last_error === null ? null : parseJson<NonNullable<AsyncEvent['last_error']>>(row.last_error) };
 }
 

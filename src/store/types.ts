@@ -93,8 +93,11 @@ export interface AsyncEvent {
   updated_at: number;
 }
 
+/** An event without its payload: what the queue keeps in memory (the payload is read from the store per attempt). */
+export type QueuedEvent = Omit<AsyncEvent, 'payload'>;
+
 /** What an async attempt's record commits with: the event deleted (it succeeded) or saved as it is now. */
-export type EventSettlement = { delete: string } | { save: AsyncEvent };
+export type EventSettlement = { delete: string } | { save: QueuedEvent };
 
 type Defaulted = 'description' | 'lambda_role' | 'lambda_runtime' | 'async_max_retries' | 'async_max_event_age_seconds' | 'async_configured_at';
 /** The defaulted fields are '', null or the async defaults (asyncDefaults) when absent. */
@@ -138,14 +141,18 @@ export interface Store {
   recordInvocation(invocation: InvocationRecord, retention: number, settle?: EventSettlement): Promise<void>;
   /** Stores a new event (group-committed like records); resolves once it is durable. */
   enqueueEvent(event: AsyncEvent): Promise<void>;
-  /** Writes an event's mutable fields as given (group-committed); false if it is gone. */
-  saveEvent(event: AsyncEvent): Promise<void>;
+  /** Writes an event's mutable fields as given, never its payload (group-committed); nothing if it is gone. */
+  saveEvent(event: QueuedEvent): Promise<void>;
   deleteEvent(requestId: string): Promise<boolean>;
   getEvent(requestId: string): Promise<AsyncEvent | undefined>;
-  /** Every queued event, for the dispatcher at start (any order). */
-  listQueuedEvents(): Promise<AsyncEvent[]>;
-  /** A function's dead letters, the latest failure first. */
+  /** An event's payload; undefined if it is gone. */
+  eventPayload(requestId: string): Promise<string | undefined>;
+  /** Every queued event without its payload, for the dispatcher at start (any order). */
+  listQueuedEvents(): Promise<QueuedEvent[]>;
+  /** A function's dead letters with their payloads, the latest failure first. */
   listDeadLetters(functionId: string, limit: number, offset: number): Promise<AsyncEvent[]>;
+  /** The same without payloads (what a redrive needs). */
+  listDeadEvents(functionId: string, limit: number, offset: number): Promise<QueuedEvent[]>;
   /** Dead letters per function id. */
   countDeadLetters(): Promise<Map<string, number>>;
   /** Newest first. */
