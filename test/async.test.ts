@@ -262,9 +262,9 @@ describe('asynchronous limits', () => {
     await eventually('the queue to drain', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
     const records = (await fnvm.api('/v1/functions/slow/logs')).body.items;
     assert.equal(records.length, 3);
-    // Events still committing count too: of 8 sent at once, 3 are taken.
+    // Events still committing count too: of 8 sent at once (each runs 1.5 s, so none is done meanwhile), 3 are taken.
     const together = await Promise.all(Array.from({ length: 8 }, (_, n) =>
-      fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n } }, headers: { prefer: 'respond-async' } })));
+      fnvm.api('/v1/functions/slow/invoke', { method: 'POST', body: { event: { n, sleepMs: 1500 } }, headers: { prefer: 'respond-async' } })));
     assert.deepEqual(together.map((r) => r.status).sort(), [202, 202, 202, 429, 429, 429, 429, 429]);
     await eventually('the queue to drain again', async () => ((await fnvm.api('/v1/functions/slow/queue')).body.queued === 0 ? true : undefined));
     assert.equal((await fnvm.api('/v1/functions/slow/logs')).body.items.length, 6);
