@@ -68,8 +68,14 @@ export class InvocationWriter {
   private queue: Queued[] = [];
   private committing: Promise<void> | null = null;
 
-  /** `commit` runs the writes in one transaction: all of them commit, or it throws and none do. */
-  constructor(private readonly commit: (writes: readonly Write[]) => Promise<void>) {}
+  /**
+   * `commit` runs the writes in one transaction: all of them commit, or it throws and none do. A batch that
+   * failed is retried write by write if `retryAlone` says the error allows it.
+   */
+  constructor(
+    private readonly commit: (writes: readonly Write[]) => Promise<void>,
+    private readonly retryAlone: (error: unknown) => boolean = () => true,
+  ) {}
 
   /** Resolves once the write is committed; rejects if it cannot be (e.g. its function does not exist). */
   write(write: Write): Promise<void> {
@@ -99,8 +105,8 @@ export class InvocationWriter {
       await this.commit(batch.map((queued) => queued.write));
     } catch (error) {
       // One bad write (a function deleted meanwhile) rolls the batch back: the others are retried alone.
-      if (batch.length === 1) batch[0]?.reject(error);
-      else for (const queued of batch) await this.settle([queued]);
+      if (batch.length > 1 && this.retryAlone(error)) for (const queued of batch) await this.settle([queued]);
+      else for (const queued of batch) queued.reject(error);
       return;
     }
     for (const queued of batch) queued.resolve();
