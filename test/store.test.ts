@@ -13,6 +13,7 @@ import { migrations } from '../src/store/migrations.js';
 import { openPostgresStore } from '../src/store/postgres.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { NameTakenError, type AsyncEvent, type InvocationRecord, type NewFunction, type Store } from '../src/store/types.js';
+import { eventually } from './support/eventually.js';
 import { forEachStore, rawPostgres, sqliteBackend, withPostgres, type StoreBackend } from './support/stores.js';
 
 const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -614,6 +615,22 @@ describe('PostgreSQL only', () => {
     }
     const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(rawPostgres(t, url));
     assert.deepEqual(rows.map((r) => r.name), MIGRATIONS);
+  });
+
+  test('connections the server ends are replaced: the loss is logged, the next writes and reads work', async (t) => {
+    const url = await server().createDatabase();
+    const logged: string[] = [];
+    const store = await openPostgresStore(url, { log: (message) => logged.push(message) });
+    t.after(() => store.close());
+    const fn = await store.createFunction(newFunction());
+    await recordMany(store, fn.id, 3);
+    const ended = await sql<{ n: number }>`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid()`.execute(rawPostgres(t, url));
+    assert.ok((ended.rows[0]?.n ?? 0) >= 1, 'the store had a connection open');
+    await eventually('the loss to be noticed', async () => (logged.length > 0 ? true : undefined), 5000);
+    assert.match(logged[0] ?? '', /^PostgreSQL: an idle connection failed: terminating connection due to administrator command/);
+    await recordMany(store, fn.id, 2);
+    assert.equal(await store.countInvocations(fn.id), 5);
   });
 
   test('a database that cannot be used fails the open with where and why, no password', async () => {

@@ -63,11 +63,11 @@ export function postgresBatchCommit(pool: Pool): (writes: readonly Write[]) => P
 
 /**
  * Whether a failed batch is worth retrying write by write: the server refused a statement (a function deleted
- * meanwhile) and the transaction rolled back. After a lost connection it is not known whether the COMMIT
- * arrived, so the writes fail rather than risk being stored twice.
+ * meanwhile) and the transaction rolled back. After a lost connection (or one the server is ending: classes 08
+ * and 57) it is not known whether the COMMIT arrived, so the writes fail rather than risk being stored twice.
  */
 export function refusedByServer(error: unknown): boolean {
-  return error instanceof DatabaseError;
+  return error instanceof DatabaseError && !/^(08|57)/.test(error.code ?? '');
 }
 
 /** Deadlock (two hosts' batches locking rows in different orders after all) or serialization failure. */

@@ -22,23 +22,25 @@ export interface StoreBackend {
   raw(t: TestContext, database: string): Kysely<Tables>;
 }
 
-/** A value a before hook sets, read by the tests after it ran. */
-function setBefore<T>(what: string, make: () => Promise<T>, end: (value: T) => Promise<void>): () => T {
-  let value: T | undefined;
+/**
+ * A value a before hook makes, for the tests after it. If making it fails (no PostgreSQL installed), every test
+ * that asks for it fails with that error: counted as failures, not cancelled.
+ */
+function setBefore<T>(make: () => Promise<T>, end: (value: T) => Promise<void>): () => T {
+  let made: { value: T } | { error: unknown } = { error: new Error('asked for before its before hook ran') };
   before(async () => {
-    value = await make();
+    made = await make().then((value) => ({ value }), (error: unknown) => ({ error }));
   });
-  after(() => (value === undefined ? undefined : end(value)));
-  return () => value ?? fail(`${what} is missing: its before hook failed`);
-}
-
-function fail(message: string): never {
-  throw new Error(message);
+  after(() => ('value' in made ? end(made.value) : undefined));
+  return () => {
+    if ('error' in made) throw made.error;
+    return made.value;
+  };
 }
 
 /** A real PostgreSQL server for the tests of the enclosing describe (started before them, stopped after). */
 export function withPostgres(): () => TestPostgres {
-  return setBefore('the PostgreSQL server', startPostgres, (server) => server.stop());
+  return setBefore(startPostgres, (server) => server.stop());
 }
 
 /** Kysely on a SQLite file beside the store, with foreign keys on as the store has them; closed with the test. */
@@ -59,7 +61,7 @@ export function rawPostgres(t: TestContext, url: string): Kysely<Tables> {
 
 /** SQLite files in a temporary directory made before the enclosing describe's tests and removed after them. */
 export function sqliteBackend(): StoreBackend {
-  const dir = setBefore('the temporary directory', () => mkdtemp(join(tmpdir(), 'fnvm-store-')), (path) => rm(path, { recursive: true, force: true }));
+  const dir = setBefore(() => mkdtemp(join(tmpdir(), 'fnvm-store-')), (path) => rm(path, { recursive: true, force: true }));
   let next = 0;
   return {
     fresh: async () => join(dir(), `db${next++}`, 'fnvm.sqlite'),
