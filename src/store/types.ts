@@ -1,4 +1,4 @@
-// What the domain stores, independent of the database behind it (SQLite now, PostgreSQL later).
+// What the domain stores, independent of the database behind it (SQLite or PostgreSQL).
 import type { Runtime } from '../guest/protocol.js';
 import type { PackageInfo } from '../packages/types.js';
 import type { KeyedBucket } from '../stats/batch.js';
