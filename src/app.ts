@@ -11,7 +11,9 @@ import { ensureImages } from './images/build.js';
 import { logInvocations } from './observability/invocation-log.js';
 import { PrometheusMetrics } from './observability/prometheus.js';
 import { PackageStore } from './packages/store.js';
+import { databaseLocation, openPostgresStore } from './store/postgres.js';
 import { openSqliteStore } from './store/sqlite.js';
+import type { Store } from './store/types.js';
 import { createQemuDriver } from './vm/driver.js';
 import { FunctionSnapshots } from './vm/function-snapshots.js';
 import { VmPool } from './vm/pool.js';
@@ -33,6 +35,25 @@ export async function startServer(config: Config, startupLog: (message: string) 
   let sink = startupLog;
   const log = (message: string) => sink(message);
   checkExposure(config.host, config.apiToken);
+  // First: a database that cannot be used stops the server before images are built and VMs start.
+  const store = await openStore(config, log);
+  try {
+    return await startOn(store, config, log, (next) => (sink = next));
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
+/** PostgreSQL if FNVM_DATABASE_URL names one, else the SQLite file in the data directory. */
+async function openStore(config: Config, log: (message: string) => void): Promise<Store> {
+  if (config.databaseUrl === undefined) return openSqliteStore(databasePath(config), { log });
+  const store = await openPostgresStore(config.databaseUrl, { log });
+  log(`store: PostgreSQL at ${databaseLocation(config.databaseUrl)}`);
+  return store;
+}
+
+async function startOn(store: Store, config: Config, log: (message: string) => void, setSink: (sink: (message: string) => void) => void): Promise<Server> {
   await ensureSystemPackages(log);
   const images = await ensureImages(log);
   // Unix socket paths are limited to 107 bytes, so VM sockets live under a short temp path.
@@ -48,7 +69,6 @@ export async function startServer(config: Config, startupLog: (message: string) 
   }));
   const pool = new VmPool(driver, { snapshotDir: join(config.cacheDir, 'snapshots', images.hash), warm, log });
   pool.start();
-  const store = await openSqliteStore(databasePath(config), { log });
   const snapshots = config.snapshotDiskMb === 0 ? undefined : await FunctionSnapshots.open({
     dir: join(config.dataDir, 'snapshots'),
     driver,
@@ -99,7 +119,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
     apiToken: config.apiToken,
     lambda: { region: config.region, accessKeyId: config.accessKeyId },
   });
-  sink = (message) => app.log.info(message);
+  setSink((message) => app.log.info(message));
   logInvocations(service.activity, app.log);
   const url = await app.listen({ host: config.host, port: config.port });
   return {

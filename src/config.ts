@@ -1,6 +1,7 @@
 // Server settings from the environment, with the defaults README documents.
 import { join, resolve } from 'node:path';
 import { cacheDir } from './images/build.js';
+import { isPostgresUrl } from './store/postgres.js';
 import { parseCidrList } from './vm/cidr.js';
 import type { NetworkMode } from './vm/spec.js';
 
@@ -8,6 +9,8 @@ export interface Config {
   host: string;
   port: number;
   dataDir: string;
+  /** FNVM_DATABASE_URL: a PostgreSQL database instead of the SQLite file in dataDir. */
+  databaseUrl: string | undefined;
   cacheDir: string;
   corsOrigins: string[];
   poolSize: number;
@@ -39,6 +42,14 @@ function int(name: string, fallback: number, min = 0): number {
   return value;
 }
 
+/** Never echoes the value: it may hold a password. */
+function databaseUrl(): string | undefined {
+  const url = process.env.FNVM_DATABASE_URL;
+  if (url === undefined || url === '') return undefined;
+  if (!isPostgresUrl(url) || !URL.canParse(url)) throw new Error('FNVM_DATABASE_URL must be a postgres:// or postgresql:// URL (unset: SQLite in FNVM_DATA_DIR)');
+  return url;
+}
+
 export function configFromEnv(): Config {
   const network = process.env.FNVM_NETWORK ?? 'outbound';
   if (network !== 'outbound' && network !== 'none') throw new Error('FNVM_NETWORK must be "outbound" or "none"');
@@ -52,6 +63,7 @@ export function configFromEnv(): Config {
     host: process.env.FNVM_HOST ?? '127.0.0.1',
     port: int('FNVM_PORT', 18080),
     dataDir: resolve(process.env.FNVM_DATA_DIR ?? './data'),
+    databaseUrl: databaseUrl(),
     cacheDir: cacheDir(),
     corsOrigins: (process.env.FNVM_CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
     poolSize: int('FNVM_POOL_SIZE', 1),

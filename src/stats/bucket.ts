@@ -1,5 +1,5 @@
 // One time bucket of a function's invocation statistics (a minute or an hour), the unit every store keeps, and
-// its summary as the API shows it. Store-agnostic: SQLite now, PostgreSQL later.
+// its summary as the API shows it. Store-agnostic: SQLite and PostgreSQL keep it alike.
 import { addTo, emptyHistogram, maxCountedMs, mergeInto, quantile, type Histogram } from './histogram.js';
 
 export interface StatsBucket {

@@ -1,12 +1,15 @@
-// Schema migrations, kept in code so they ship inside dist/ and run on every open.
-// Each migration is frozen once released: change the schema by adding a new one.
-import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+// Schema migrations, kept in code so they ship inside dist/ and run on every open, one set for SQLite and
+// PostgreSQL. Each migration is frozen once released: change the schema by adding a new one. Column types are
+// ones both databases know: 'bigint' where values pass 2^31 (unix ms), 'double precision' for durations
+// (PostgreSQL's 'real' is 4 bytes). SQLite goes by type affinity, so these names store exactly what the names
+// of the first release ('integer', 'real') did: files made by either behave the same.
+import { Migrator, SqliteAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 // Migrations take Kysely<unknown>: they must not depend on today's table types.
 export const migrations: Record<string, Migration> = {
   '0001_initial': {
     async up(db: Kysely<unknown>): Promise<void> {
-      await db.schema
+      let functions = db.schema
         .createTable('functions')
         .addColumn('id', 'text', (c) => c.primaryKey())
         .addColumn('name', 'text', (c) => c.notNull())
@@ -26,19 +29,22 @@ export const migrations: Record<string, Migration> = {
         .addColumn('version', 'integer', (c) => c.notNull())
         .addColumn('created_at', 'text', (c) => c.notNull())
         .addColumn('updated_at', 'text', (c) => c.notNull())
-        .addColumn('last_invoked_at', 'text')
-        .execute();
+        .addColumn('last_invoked_at', 'text');
+      // SQLite's implicit rowid is insertion order (listFunctions' tie-break); PostgreSQL has none, so it gets one.
+      if (!isSqlite(db)) functions = functions.addColumn('rowid', 'bigint', (c) => c.notNull().generatedAlwaysAsIdentity());
+      await functions.execute();
       await db.schema.createIndex('functions_name_unique').unique().on('functions').column('name').execute();
 
       await db.schema
         .createTable('invocations')
-        // AUTOINCREMENT: seq never reuses a trimmed value, so it orders invocations for good.
-        .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+        // seq never reuses a trimmed value, so it orders invocations for good: AUTOINCREMENT on SQLite (which needs
+        // exactly INTEGER PRIMARY KEY), an identity column on PostgreSQL (bigint: it outlives 2^31 records).
+        .addColumn('seq', isSqlite(db) ? 'integer' : 'bigint', (c) => (isSqlite(db) ? c.primaryKey().autoIncrement() : c.primaryKey().generatedAlwaysAsIdentity()))
         .addColumn('id', 'text', (c) => c.notNull())
         .addColumn('function_id', 'text', (c) => c.notNull().references('functions.id').onDelete('cascade'))
         .addColumn('request_id', 'text', (c) => c.notNull())
         .addColumn('status', 'text', (c) => c.notNull())
-        .addColumn('duration_ms', 'real', (c) => c.notNull())
+        .addColumn('duration_ms', 'double precision', (c) => c.notNull())
         .addColumn('invoked_at', 'text', (c) => c.notNull())
         .addColumn('version', 'integer', (c) => c.notNull())
         .addColumn('cold_start', 'integer', (c) => c.notNull()) // 0 or 1
@@ -71,8 +77,8 @@ export const migrations: Record<string, Migration> = {
   },
   '0003_snapstart': {
     async up(db: Kysely<unknown>): Promise<void> {
-      await db.schema.alterTable('functions').addColumn('init_ms', 'real').execute();
-      await db.schema.alterTable('functions').addColumn('snapshot_bytes', 'integer').execute();
+      await db.schema.alterTable('functions').addColumn('init_ms', 'double precision').execute();
+      await db.schema.alterTable('functions').addColumn('snapshot_bytes', 'bigint').execute();
     },
     async down(db: Kysely<unknown>): Promise<void> {
       await db.schema.alterTable('functions').dropColumn('snapshot_bytes').execute();
@@ -97,22 +103,24 @@ export const migrations: Record<string, Migration> = {
   // retention never touches them; written in the records' own transaction (invocation-writer.ts).
   '0005_invocation_stats': {
     async up(db: Kysely<unknown>): Promise<void> {
-      await db.schema
+      let table = db.schema
         .createTable('invocation_stats')
         .addColumn('function_id', 'text', (c) => c.notNull().references('functions.id').onDelete('cascade'))
         .addColumn('resolution', 'integer', (c) => c.notNull()) // seconds: 60 or 3600
-        .addColumn('bucket_start', 'integer', (c) => c.notNull()) // unix seconds, UTC, a multiple of resolution
+        .addColumn('bucket_start', 'bigint', (c) => c.notNull()) // unix seconds, UTC, a multiple of resolution
         .addColumn('invocations', 'integer', (c) => c.notNull())
         .addColumn('errors', 'integer', (c) => c.notNull())
         .addColumn('timeouts', 'integer', (c) => c.notNull())
         .addColumn('cold_starts', 'integer', (c) => c.notNull())
-        .addColumn('duration_sum', 'real', (c) => c.notNull())
-        .addColumn('duration_min', 'real', (c) => c.notNull())
-        .addColumn('duration_max', 'real', (c) => c.notNull())
+        .addColumn('duration_sum', 'double precision', (c) => c.notNull())
+        .addColumn('duration_min', 'double precision', (c) => c.notNull())
+        .addColumn('duration_max', 'double precision', (c) => c.notNull())
         .addColumn('histogram', 'text', (c) => c.notNull()) // JSON [bin, count, ...] (src/stats/histogram.ts)
-        .addPrimaryKeyConstraint('invocation_stats_key', ['function_id', 'resolution', 'bucket_start'])
-        .modifyEnd(sql`WITHOUT ROWID`) // rows live in key order: a range of one function is one contiguous read
-        .execute();
+        .addPrimaryKeyConstraint('invocation_stats_key', ['function_id', 'resolution', 'bucket_start']);
+      // SQLite only: rows live in key order, so a range of one function is one contiguous read (PostgreSQL reads
+      // it through the primary key's index).
+      if (isSqlite(db)) table = table.modifyEnd(sql`WITHOUT ROWID`);
+      await table.execute();
       // Serves pruning by age and ranges over every function.
       await db.schema.createIndex('invocation_stats_age').on('invocation_stats').columns(['resolution', 'bucket_start']).execute();
     },
@@ -132,11 +140,11 @@ export const migrations: Record<string, Migration> = {
         .addColumn('state', 'text', (c) => c.notNull()) // queued | dead
         .addColumn('attempts', 'integer', (c) => c.notNull())
         .addColumn('failures', 'integer', (c) => c.notNull())
-        .addColumn('enqueued_at', 'integer', (c) => c.notNull()) // unix ms
-        .addColumn('next_attempt_at', 'integer', (c) => c.notNull()) // unix ms
+        .addColumn('enqueued_at', 'bigint', (c) => c.notNull()) // unix ms
+        .addColumn('next_attempt_at', 'bigint', (c) => c.notNull()) // unix ms
         .addColumn('last_error', 'text') // JSON {type, message} or NULL
         .addColumn('dead_reason', 'text')
-        .addColumn('updated_at', 'integer', (c) => c.notNull()) // unix ms
+        .addColumn('updated_at', 'bigint', (c) => c.notNull()) // unix ms
         .execute();
       // Serves the dead-letter list per function, newest failure first, and deleting a function's events.
       await db.schema.createIndex('async_events_function').on('async_events').columns(['function_id', 'state', 'updated_at']).execute();
@@ -169,6 +177,10 @@ export const migrations: Record<string, Migration> = {
     },
   },
 };
+
+function isSqlite(db: Kysely<unknown>): boolean {
+  return db.getExecutor().adapter instanceof SqliteAdapter;
+}
 
 const provider: MigrationProvider = {
   getMigrations: () => Promise.resolve(migrations),

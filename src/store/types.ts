@@ -1,4 +1,4 @@
-// What the domain stores, independent of the database behind it (SQLite now, PostgreSQL later).
+// What the domain stores, independent of the database behind it (SQLite or PostgreSQL).
 import type { Runtime } from '../guest/protocol.js';
 import type { PackageInfo } from '../packages/types.js';
 import type { KeyedBucket } from '../stats/batch.js';
@@ -147,14 +147,14 @@ export interface Store {
   getEvent(requestId: string): Promise<AsyncEvent | undefined>;
   /** An event's payload; undefined if it is gone. */
   eventPayload(requestId: string): Promise<string | undefined>;
-  /** Every queued event without its payload, for the dispatcher at start (any order). */
-  listQueuedEvents(): Promise<QueuedEvent[]>;
+  /** Every queued event (or one function's) without its payload, for the dispatcher at start (any order). */
+  listQueuedEvents(functionId?: string): Promise<QueuedEvent[]>;
   /** A function's dead letters with their payloads, the latest failure first. */
   listDeadLetters(functionId: string, limit: number, offset: number): Promise<AsyncEvent[]>;
   /** The same without payloads (what a redrive needs). */
   listDeadEvents(functionId: string, limit: number, offset: number): Promise<QueuedEvent[]>;
-  /** Dead letters per function id. */
-  countDeadLetters(): Promise<Map<string, number>>;
+  /** Dead letters per function id (of every function, or one). */
+  countDeadLetters(functionId?: string): Promise<Map<string, number>>;
   /** Newest first. */
   listInvocations(functionId: string, limit: number, offset: number): Promise<InvocationRecord[]>;
   countInvocations(functionId: string): Promise<number>;
