@@ -56,7 +56,7 @@ export default tseslint.config(
   },
   {
     // Data from a guest or a client is checked, never asserted: no `as` at all where it arrives.
-    files: ['src/guest/validate.ts', 'src/api/**/*.ts', 'src/functions/**/*.ts'],
+    files: ['src/guest/validate.ts', 'src/api/**/*.ts', 'src/functions/**/*.ts', 'src/fleet/**/*.ts'],
     rules: { '@typescript-eslint/consistent-type-assertions': ['error', { assertionStyle: 'never' }] },
   },
   {

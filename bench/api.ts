@@ -6,15 +6,13 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { startServer, type Server } from '../src/app.js';
 import { configFromEnv } from '../src/config.js';
-import { run } from '../src/exec.js';
 import { invokeTimings, type InvokeTimings } from '../src/functions/service.js';
 import { identityHandler } from '../src/guest/warmup.js';
-import { ms, percentile, row, timeEach } from './stats.js';
+import { httpClient, ms, percentile, row, timeEach } from './stats.js';
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -32,13 +30,6 @@ function call(base: string, method: string, path: string, body?: unknown): Promi
     req.on('error', reject);
     req.end(payload);
   });
-}
-
-/** Runs bench/http-client.js in its own process: a client sharing the server's event loop would inflate it. */
-async function client(url: string, body: string, mode: string, amount: number, concurrency = 32): Promise<any> {
-  const script = join(dirname(fileURLToPath(import.meta.url)), 'http-client.js');
-  const stdout = await run(process.execPath, [script, url, body, mode, String(amount), String(concurrency)]);
-  return JSON.parse(stdout.toString());
 }
 
 async function server(poolSize: number): Promise<{ server: Server; dataDir: string }> {
@@ -177,16 +168,16 @@ async function main(): Promise<void> {
     const probe = new Probe();
 
     probe.start();
-    const { samples: http } = await client(invokeUrl, body, 'latency', count);
+    const { samples: http } = await httpClient(invokeUrl, body, 'latency', count);
     const quiet = probe.stop(count);
     breakdown('warm invoke via HTTP', http, probe, quiet.eventLoopP99);
 
     const seconds = 5;
-    const { ok: done, failed } = await client(invokeUrl, body, 'throughput', seconds, 32);
+    const { ok: done, failed } = await httpClient(invokeUrl, body, 'throughput', seconds, 32);
 
     const background = churn(base);
     probe.start();
-    const { samples: refilling } = await client(invokeUrl, body, 'latency', count);
+    const { samples: refilling } = await httpClient(invokeUrl, body, 'latency', count);
     const busy = probe.stop(count);
     const cycles = await background.stop();
     breakdown(`... while the pool refills (${cycles} VMs taken)`, refilling, probe, busy.eventLoopP99);

@@ -13,9 +13,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, type Server } from '../src/app.js';
 import { configFromEnv } from '../src/config.js';
-import { run } from '../src/exec.js';
 import { nodeModulesTree, zipOf, type Files } from '../test/support/zips.js';
-import { ms, percentile, row } from './stats.js';
+import { httpClient, ms, percentile, row } from './stats.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 7);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -83,9 +82,7 @@ async function series(s: Server, kind: string, body: (i: number) => Promise<Reco
 }
 
 async function invokeLatency(base: string, name: string): Promise<number[]> {
-  const script = join(dirname(fileURLToPath(import.meta.url)), 'http-client.js');
-  const stdout = await run(process.execPath, [script, `${base}/v1/functions/${name}/invoke`, JSON.stringify({ event: { n: 1 } }), 'latency', '1500']);
-  const { samples }: { samples: number[] } = JSON.parse(stdout.toString());
+  const { samples }: { samples: number[] } = await httpClient(`${base}/v1/functions/${name}/invoke`, JSON.stringify({ event: { n: 1 } }), 'latency', 1500);
   return samples;
 }
 

@@ -1,4 +1,8 @@
-// Percentiles and timing helpers shared by the benchmarks.
+// Percentiles, timing helpers and the HTTP client process shared by the benchmarks.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../src/exec.js';
+
 export function percentile(samples: number[], p: number): number {
   const sorted = [...samples].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -18,4 +22,14 @@ export const ms = (value: number) => `${value.toFixed(2)} ms`;
 
 export function row(label: string, value: string): void {
   process.stdout.write(`${label.padEnd(44)} ${value}\n`);
+}
+
+/**
+ * Runs bench/http-client.js in its own process (a client sharing the server's event loop would inflate it):
+ * `{samples}` in ms in latency mode (after 300 warm-up requests), `{ok, failed, seconds}` in throughput mode.
+ */
+export async function httpClient(url: string, body: string, mode: 'latency' | 'throughput', amount: number, concurrency = 32): Promise<any> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'http-client.js');
+  const stdout = await run(process.execPath, [script, url, body, mode, String(amount), String(concurrency)]);
+  return JSON.parse(stdout.toString());
 }

@@ -1,0 +1,77 @@
+// The fleet's extra hop: a small JSON POST straight to the host that owns the function vs through another host
+// that forwards it (src/fleet/forward.ts), in the same run. Owner and front are processes of their own, the
+// client too (bench/http-client.js, keep-alive), so no two of them share an event loop.
+// Usage: node dist/bench/forward.js [count per path, default 5000]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import Fastify from 'fastify';
+import { Forwarder } from '../src/fleet/forward.js';
+import { httpClient, ms, percentile, row } from './stats.js';
+
+const secret = 'bench-cluster-secret-0123456789';
+
+/** A host of the benchmark: listens on a free loopback port, prints its URL, exits when its stdin closes. */
+async function serve(role: string, ownerUrl: string | undefined): Promise<void> {
+  const app = Fastify({ logger: { level: 'warn' } });
+  if (role === 'owner') {
+    // What an invocation answers, without a VM behind it.
+    app.post('/v1/functions/:id/invoke', async (request) => ({
+      request_id: 'r', status: 'success', duration_ms: 0.05, response: request.body, logs: [], error: null, cold_start: false, version: 1,
+    }));
+  } else {
+    const forwarder = new Forwarder({ hostId: 'front', secret });
+    app.addHook('onRequest', forwarder.hook(() => ({ id: 'owner', url: ownerUrl ?? '' })));
+    app.post('/v1/functions/:id/invoke', async () => ({ error: 'not forwarded' }));
+  }
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  process.stdout.write(`http://127.0.0.1:${address.port}\n`);
+  process.stdin.on('end', () => process.exit(0)).resume();
+}
+
+function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject).once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
+    createInterface({ input: child.stdout }).once('line', (url) => resolve({ child, url }));
+  });
+}
+
+async function main(): Promise<void> {
+  const count = Number(process.argv[2] ?? 5000);
+  const owner = await start(['owner']);
+  const front = await start(['front', owner.url]);
+  try {
+    const body = JSON.stringify({ event: { name: 'World', n: 1 } });
+    const path = '/v1/functions/bench/invoke';
+    // Alternating halves, so that a drift of the machine during the run weighs on both paths alike.
+    const direct: number[] = [];
+    const forwarded: number[] = [];
+    for (let round = 0; round < 2; round++) {
+      direct.push(...(await httpClient(`${owner.url}${path}`, body, 'latency', count / 2)).samples);
+      forwarded.push(...(await httpClient(`${front.url}${path}`, body, 'latency', count / 2)).samples);
+    }
+    const p = (samples: number[], q: number) => percentile(samples, q);
+    row(`direct to the owner p50 / p99 (${direct.length})`, `${ms(p(direct, 50))} / ${ms(p(direct, 99))}`);
+    row(`through the front host p50 / p99 (${forwarded.length})`, `${ms(p(forwarded, 50))} / ${ms(p(forwarded, 99))}`);
+    row('extra hop p50 / p99', `${ms(p(forwarded, 50) - p(direct, 50))} / ${ms(p(forwarded, 99) - p(direct, 99))}`);
+    const seconds = 3;
+    const throughput = async (url: string) => {
+      const { ok, failed } = await httpClient(`${url}${path}`, body, 'throughput', seconds, 32);
+      return `${Math.round(ok / seconds)} req/s${failed ? ` (${failed} failed)` : ''}`;
+    };
+    row('throughput, 32 concurrent: direct', await throughput(owner.url));
+    row('throughput, 32 concurrent: forwarded', await throughput(front.url));
+  } finally {
+    for (const { child } of [front, owner]) {
+      child.removeAllListeners('exit');
+      child.stdin?.end();
+    }
+  }
+}
+
+const [role, ownerUrl] = process.argv.slice(2);
+if (role === 'owner' || role === 'front') await serve(role, ownerUrl);
+else await main();

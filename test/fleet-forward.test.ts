@@ -1,0 +1,375 @@
+// Forwarding between fleet hosts, over real HTTP on loopback: a "front" host forwards /v1/functions/:id/* to the
+// "owner" host; bodies stream both ways byte-exact, statuses and headers pass, failures are prompt 503s or aborts.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { after, before, test } from 'node:test';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { hasCommand } from '../src/exec.js';
+import { checkClusterSecret, clusterSecretHeader, requireClusterSecret } from '../src/fleet/cluster-secret.js';
+import { Forwarder, forwardedByHeader, type ForwardTarget } from '../src/fleet/forward.js';
+import { until } from './support/sse.js';
+
+const secret = 'test-cluster-secret-0123456789';
+const download = randomBytes(5 * 1024 * 1024);
+
+interface Answer { status: number; headers: IncomingHttpHeaders; body: Buffer }
+
+/** One request on its own connection; `body` chunks are written in turn, each after the promise before it. */
+function send(url: string, options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+const json = (answer: Answer) => JSON.parse(answer.body.toString());
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+async function listen(app: FastifyInstance): Promise<string> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+}
+
+// The owner: what a host holding the functions answers, and what it saw of the forwarded requests.
+const seen = { uploadBytes: 0, cutShort: 0, requests: 0 };
+
+function ownerApp(): FastifyInstance {
+  const app = Fastify();
+  app.addHook('onRequest', async () => void seen.requests++);
+  // Uploads are hashed as they arrive, never held: `seen.uploadBytes` shows how much reached the owner so far.
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+  const echo = async (request: any, reply: any) => {
+    void reply.header('x-served-by', 'owner');
+    return { method: request.method, url: request.url, query: request.query, headers: request.headers, body: request.body ?? null };
+  };
+  app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url: '/v1/functions/:id/echo', handler: echo });
+  app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url: '/v1/functions/:id/echo/*', handler: echo });
+  app.post('/v1/functions/:id/upload', async (request) => {
+    const hash = createHash('sha256');
+    seen.uploadBytes = 0;
+    for await (const chunk of request.body as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      seen.uploadBytes += chunk.length;
+    }
+    return { bytes: seen.uploadBytes, sha256: hash.digest('hex') };
+  });
+  app.get('/v1/functions/:id/download', async (_request, reply) => reply.type('application/octet-stream').send(download));
+  // Five events 200 ms apart, the head flushed at once (as src/api/sse.ts does).
+  app.get('/v1/functions/:id/events', (_request, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.flushHeaders();
+    let sent = 0;
+    const timer = setInterval(() => {
+      res.write(`event: tick\ndata: ${++sent}\n\n`);
+      if (sent === 5) {
+        clearInterval(timer);
+        res.end();
+      }
+    }, 200);
+    res.on('close', () => {
+      clearInterval(timer);
+      if (!res.writableFinished) seen.cutShort++;
+    });
+  });
+  app.get('/v1/functions/:id/limited', async (_request, reply) => reply.status(429)
+    .header('retry-after', '7').header('x-rate-limit', 'exceeded').header('set-cookie', ['a=1; Path=/', 'b=2; Path=/'])
+    .send({ error: 'slow down' }));
+  // Takes 10 s to answer (a long invocation).
+  app.get('/v1/functions/:id/slow', (_request, reply) => {
+    reply.hijack();
+    const timer = setTimeout(() => reply.raw.end('late'), 10_000);
+    reply.raw.on('close', () => {
+      clearTimeout(timer);
+      if (!reply.raw.writableFinished) seen.cutShort++;
+    });
+  });
+  // Dies mid-answer: a chunked body that never gets its last chunk.
+  app.get('/v1/functions/:id/cut', (request, reply) => {
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+    reply.raw.write('the beginning of an answer');
+    setTimeout(() => request.raw.socket.destroy(), 50);
+  });
+  // Dies before answering at all.
+  app.get('/v1/functions/:id/hangup', (request, reply) => {
+    reply.hijack();
+    request.raw.socket.destroy();
+  });
+  return app;
+}
+
+/** A host that forwards /v1/functions/:id/* to the host `targets` names for the id, and serves /internal/. */
+function frontApp(hostId: string, targets: (id: string) => ForwardTarget): { app: FastifyInstance; forwarder: Forwarder } {
+  const app = Fastify();
+  const forwarder = new Forwarder({ hostId, secret });
+  requireClusterSecret(app, secret);
+  app.addHook('onRequest', forwarder.hook((request: any) => request.routeOptions.url === '/v1/functions/:id/*' ? targets(request.params.id) : undefined));
+  app.addHook('onClose', async () => forwarder.close());
+  app.all('/v1/functions/:id/*', async () => ({ error: 'not forwarded' }));
+  app.get('/v1/health', async () => ({ host: hostId }));
+  app.get('/internal/ping', async () => ({ pong: true }));
+  return { app, forwarder };
+}
+
+// A port that refuses connections (a host that is down), and a listener that never accepts (a host that is gone
+// without a trace: the connection attempt hangs) when python3 is there to make one.
+let owner: FastifyInstance;
+let front: FastifyInstance;
+let second: FastifyInstance;
+let ephemeral: FastifyInstance;
+let ownerUrl: string;
+let frontUrl: string;
+let ephemeralUrl: string;
+let downUrl: string;
+let blackhole: { url: string; stop: () => void } | undefined;
+
+async function startBlackhole(): Promise<{ url: string; stop: () => void }> {
+  // backlog 0 and no accept(): once one connection waits in the queue, the kernel drops further SYNs.
+  const script = 'import socket,sys\ns=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0)\nprint(s.getsockname()[1], flush=True)\nsys.stdin.read()';
+  const python = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve) => python.stdout.once('data', (data: Buffer) => resolve(Number(data.toString().trim()))));
+  const fillers: Socket[] = [];
+  for (let i = 0; i < 8; i++) {
+    const socket = connect(port, '127.0.0.1').on('error', () => {});
+    fillers.push(socket);
+    const connected = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 300);
+      socket.once('connect', () => resolve(clearTimeout(timer) === undefined));
+    });
+    if (!connected) break;
+  }
+  return { url: `http://127.0.0.1:${port}`, stop: () => { fillers.forEach((s) => s.destroy()); python.stdin.end(); } };
+}
+
+before(async () => {
+  owner = ownerApp();
+  ownerUrl = await listen(owner);
+  ephemeral = ownerApp();
+  ephemeralUrl = await listen(ephemeral);
+  const closed = Fastify();
+  downUrl = await listen(closed);
+  await closed.close();
+  if (hasCommand('python3')) blackhole = await startBlackhole();
+  second = frontApp('second', () => ({ id: 'owner', url: ownerUrl })).app;
+  const secondUrl = await listen(second);
+  front = frontApp('front', (id) => {
+    if (id === 'down') return { id: 'down', url: downUrl };
+    if (id === 'gone') return { id: 'gone', url: blackhole?.url ?? downUrl };
+    if (id === 'ephemeral') return { id: 'ephemeral', url: ephemeralUrl };
+    if (id === 'hop') return { id: 'second', url: secondUrl }; // `second` thinks the owner is elsewhere: a loop
+    return { id: 'owner', url: ownerUrl };
+  }).app;
+  frontUrl = await listen(front);
+});
+
+after(async () => {
+  await front?.close();
+  await second?.close();
+  await owner?.close();
+  if (ephemeral?.server.listening) await ephemeral.close();
+  blackhole?.stop();
+});
+
+test('method, path, query, end-to-end headers and body reach the owner; hop-by-hop and smuggled headers do not', async () => {
+  const path = '/v1/functions/f1/echo/a%2Fb?x=1&x=2&y=%20z';
+  const body = JSON.stringify({ event: { name: 'World', n: [1, 2, 3] } });
+  const answer = await send(`${frontUrl}${path}`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json', 'x-custom': 'kept', authorization: 'Bearer user-token',
+      connection: 'keep-alive, x-hop', 'x-hop': 'named by connection', 'keep-alive': 'timeout=5', te: 'trailers',
+      'proxy-authorization': 'Basic eDp5', [clusterSecretHeader]: 'smuggled-by-a-client', [forwardedByHeader]: 'evil',
+    },
+    body,
+  });
+  assert.equal(answer.status, 200);
+  assert.equal(answer.headers['x-served-by'], 'owner', "the owner's headers come back");
+  const echoed = json(answer);
+  assert.equal(echoed.method, 'POST');
+  assert.equal(echoed.url, path, 'the path and query as the client sent them');
+  assert.deepEqual(echoed.query, { x: ['1', '2'], y: ' z' });
+  assert.deepEqual(echoed.body, JSON.parse(body));
+  const headers = echoed.headers;
+  assert.equal(headers['x-custom'], 'kept');
+  assert.equal(headers.authorization, 'Bearer user-token');
+  assert.equal(headers.host, new URL(frontUrl).host, 'Host stays the one the client addressed (SigV4 signs it)');
+  assert.equal(headers['content-length'], String(Buffer.byteLength(body)));
+  for (const name of ['x-hop', 'keep-alive', 'te', 'proxy-authorization']) assert.equal(headers[name], undefined, name);
+  assert.equal(headers[clusterSecretHeader], secret, "the fleet's secret replaces the client's");
+  assert.equal(headers[forwardedByHeader], 'front');
+  for (const method of ['GET', 'PUT', 'DELETE']) {
+    const other = await send(`${frontUrl}/v1/functions/f1/echo?m=${method}`, { method, ...(method === 'PUT' ? { headers: { 'content-type': 'application/json' }, body: '{"a":1}' } : {}) });
+    assert.equal(other.status, 200);
+    assert.equal(json(other).method, method);
+    assert.deepEqual(json(other).body, method === 'PUT' ? { a: 1 } : null);
+  }
+  assert.deepEqual(json(await send(`${frontUrl}/v1/health`)), { host: 'front' }, 'routes it holds are its own');
+});
+
+test('a status and its headers pass unchanged (429 with Retry-After and two cookies)', async () => {
+  const answer = await send(`${frontUrl}/v1/functions/f1/limited`);
+  assert.equal(answer.status, 429);
+  assert.equal(answer.headers['retry-after'], '7');
+  assert.equal(answer.headers['x-rate-limit'], 'exceeded');
+  assert.deepEqual(answer.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/']);
+  assert.deepEqual(json(answer), { error: 'slow down' });
+});
+
+test('a 5 MB upload streams to the owner as it is sent, and a 5 MB answer comes back byte-exact', async () => {
+  const body = randomBytes(5 * 1024 * 1024);
+  const first = 1024 * 1024;
+  const answer = new Promise<Answer>((resolve, reject) => {
+    const req = request(`${frontUrl}/v1/functions/f1/upload`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.write(body.subarray(0, first));
+    // The rest is sent only once the owner has the first MiB: a front that buffered the body would stall here.
+    until('the owner to receive the first MiB before the rest is sent', () => seen.uploadBytes >= first, 5000)
+      .then(() => req.end(body.subarray(first)), (error: Error) => req.destroy(error));
+  });
+  const uploaded = await answer;
+  assert.equal(uploaded.status, 200, uploaded.body.toString());
+  assert.deepEqual(json(uploaded), { bytes: body.length, sha256: sha256(body) });
+  const downloaded = await send(`${frontUrl}/v1/functions/f1/download`);
+  assert.equal(downloaded.status, 200);
+  assert.equal(downloaded.headers['content-length'], String(download.length));
+  assert.equal(sha256(downloaded.body), sha256(download));
+});
+
+/** Opens the owner's event stream through the front: when the head came, and each event as it arrives. */
+function events(onEvent: (at: number, stop: () => void) => void): Promise<{ headAt: number; endAt: number }> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    // node:http, not fetch: undici opens a spare connection after an abort, which would hold up the front's close.
+    const req = request(`${frontUrl}/v1/functions/f1/events`, { agent: false }, (res) => {
+      const headAt = performance.now() - start;
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headers['content-type'], 'text/event-stream');
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+        while (text.includes('\n\n')) {
+          text = text.slice(text.indexOf('\n\n') + 2);
+          onEvent(performance.now() - start, () => req.destroy());
+        }
+      });
+      res.on('end', () => resolve({ headAt, endAt: performance.now() - start }));
+      res.on('close', () => resolve({ headAt, endAt: NaN }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('server-sent events arrive one by one, the head at once', async () => {
+  const arrivals: number[] = [];
+  const { headAt, endAt } = await events((at) => arrivals.push(at));
+  assert.equal(arrivals.length, 5);
+  const [firstAt] = arrivals as [number];
+  // The owner flushes its head at once and sends an event every 200 ms from 200 ms on, ending at about 1 s.
+  assert.ok(headAt < firstAt - 100, `head at ${headAt.toFixed(0)} ms, first event at ${firstAt.toFixed(0)} ms`);
+  assert.ok(firstAt < endAt - 500, `first event at ${firstAt.toFixed(0)} ms, end at ${endAt.toFixed(0)} ms`);
+  assert.ok(arrivals.every((at, i) => i === 0 || at - arrivals[i - 1]! > 100), `events at ${arrivals.map((a) => a.toFixed(0)).join(', ')} ms`);
+});
+
+test('a client that goes away takes the forwarded request with it', async () => {
+  const before = seen.cutShort;
+  await events((_at, stop) => stop());
+  await until('the owner to see its stream closed early', () => seen.cutShort === before + 1, 2000);
+  // ... also while the owner has not answered yet.
+  const req = request(`${frontUrl}/v1/functions/f1/slow`, { agent: false }).on('error', () => {});
+  req.end();
+  setTimeout(() => req.destroy(), 300);
+  await until('the owner to see the slow request closed early', () => seen.cutShort === before + 2, 2000);
+});
+
+test('an owner that dies mid-answer: the client sees its answer cut short, not a clean end', async () => {
+  const outcome = await new Promise<string>((resolve) => {
+    const req = request(`${frontUrl}/v1/functions/f1/cut`, { agent: false }, (res) => {
+      assert.equal(res.statusCode, 200);
+      res.on('data', () => {});
+      res.on('end', () => resolve('ended cleanly'));
+      res.on('error', (error) => resolve(`error: ${error.message}`));
+    });
+    req.on('error', (error) => resolve(`request error: ${error.message}`));
+    req.end();
+  });
+  assert.match(outcome, /^error: aborted/);
+});
+
+test('an owner that is down, resets, or never accepts the connection: a prompt 503 naming it', async () => {
+  let start = performance.now();
+  const down = await send(`${frontUrl}/v1/functions/down/echo`);
+  assert.equal(down.status, 503);
+  assert.match(json(down).error, new RegExp(`^host down at ${downUrl} is unreachable: .*ECONNREFUSED`));
+  assert.ok(performance.now() - start < 3000);
+
+  const hangup = await send(`${frontUrl}/v1/functions/f1/hangup`);
+  assert.equal(hangup.status, 503);
+  assert.match(json(hangup).error, /^host owner at .* is unreachable: socket hang up/);
+
+  // Kept-alive connections to a host that stops are not reused as if it were there.
+  assert.equal((await send(`${frontUrl}/v1/functions/ephemeral/echo`)).status, 200);
+  await ephemeral.close();
+  const stopped = await send(`${frontUrl}/v1/functions/ephemeral/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  assert.equal(stopped.status, 503);
+  assert.match(json(stopped).error, /^host ephemeral at .* is unreachable/);
+
+  if (!blackhole) return; // no python3 to make a listener that never accepts
+  start = performance.now();
+  const gone = await send(`${frontUrl}/v1/functions/gone/echo`);
+  const elapsed = performance.now() - start;
+  assert.equal(gone.status, 503);
+  assert.match(json(gone).error, /^host gone at .* is unreachable: no connection within 1500 ms$/);
+  assert.ok(elapsed > 1000 && elapsed < 3000, `503 after ${elapsed.toFixed(0)} ms`);
+});
+
+test('a request already forwarded once is refused by a second host that does not hold the function', async () => {
+  const before = seen.requests;
+  const answer = await send(`${frontUrl}/v1/functions/hop/echo`);
+  assert.equal(answer.status, 503);
+  assert.match(json(answer).error, /^host second does not hold this function and the request was already forwarded by host front: not forwarding it again$/);
+  assert.equal(seen.requests, before, 'the owner never saw it');
+  // A client that claims to be a forwarding host, without the secret, is simply forwarded.
+  const forged = await send(`${frontUrl}/v1/functions/f1/echo`, { headers: { [forwardedByHeader]: 'other', [clusterSecretHeader]: 'a-guess-at-the-secret' } });
+  assert.equal(forged.status, 200);
+  assert.equal(json(forged).headers[forwardedByHeader], 'front');
+});
+
+test('internal routes need the cluster secret', async () => {
+  const ping = (path: string, value?: string) => send(`${frontUrl}${path}`, value === undefined ? {} : { headers: { [clusterSecretHeader]: value } });
+  const missing = await ping('/internal/ping');
+  assert.equal(missing.status, 401);
+  assert.match(json(missing).error, /x-fnvm-cluster-secret/);
+  assert.equal((await ping('/internal/ping', 'wrong')).status, 401);
+  assert.equal((await ping('/internal/ping', secret.replace(/.$/, 'X'))).status, 401, 'same length, last character wrong');
+  assert.equal((await ping('/internal/ping', `${secret}x`)).status, 401);
+  assert.deepEqual(json(await ping('/internal/ping', secret)), { pong: true });
+  assert.equal((await ping('/%69nternal/ping')).status, 401, 'a percent-encoded path reaches the route, and is checked too');
+  assert.equal((await ping('/internal/nothing-here')).status, 401, 'unknown internal routes answer 401 before 404');
+  assert.equal((await ping('/v1/health')).status, 200, 'the public API is not affected');
+});
+
+test('a fleet refuses to start without a cluster secret of reasonable strength', () => {
+  assert.throws(() => checkClusterSecret(undefined), /a fleet needs FNVM_CLUSTER_SECRET/);
+  assert.throws(() => checkClusterSecret(''), /FNVM_CLUSTER_SECRET/);
+  assert.throws(() => checkClusterSecret('short-secret'), /FNVM_CLUSTER_SECRET is too short \(12 characters\): at least 16/);
+  assert.throws(() => checkClusterSecret('sixteen chars ok'), /printable ASCII without spaces/);
+  assert.throws(() => checkClusterSecret('0123456789abcdef\n'), /printable ASCII/);
+  assert.equal(checkClusterSecret(secret), secret);
+});
