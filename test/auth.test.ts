@@ -23,6 +23,11 @@ test('with a token, /v1 requests need it; preflights and the console do not', as
   assert.equal(ok.status, 200);
   assert.deepEqual(ok.body, { items: [] });
   assert.equal((await fnvm.api('/v1/metrics')).status, 401, 'statistics too');
+  // The router decodes percent-escapes: an escaped path reaches the same routes and needs the token too.
+  for (const path of ['/%761/functions', '/v%31/functions', '/v1/%66unctions', '/%6detrics']) {
+    assert.equal((await fetch(`${fnvm.url}${path}`)).status, 401, path);
+  }
+  assert.equal((await fnvm.api('/v1/functions', { headers: { authorization: 'Bearer s3cret-token-and-more' } })).status, 401);
   assert.deepEqual((await fnvm.api('/v1/metrics', { headers: { authorization: 'Bearer s3cret-token' } })).body.items, []);
   const preflight = await fetch(`${fnvm.url}/v1/functions`, {
     method: 'OPTIONS',
