@@ -54,7 +54,11 @@ export function rawSqlite(t: TestContext, path: string): Kysely<Tables> {
 
 /** Kysely on a PostgreSQL database beside the store; its pool ends with the test. */
 export function rawPostgres(t: TestContext, url: string): Kysely<Tables> {
-  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, types: pgTypes }) }) });
+  const pool = new Pool({ connectionString: url, types: pgTypes });
+  // pool.end() resolves before its connections have closed: one may still hear the server stop (57P01) after the
+  // test, and a pool without a listener would make that an uncaught error.
+  pool.on('error', () => {});
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
   t.after(() => db.destroy());
   return db;
 }
