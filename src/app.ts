@@ -1,11 +1,14 @@
 // Composition root: store + images + VM driver + warm pool + functions service + HTTP API.
 import { mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { checkExposure } from './api/auth.js';
 import { buildApi } from './api/server.js';
 import { databasePath, type Config } from './config.js';
+import { checkClusterSecret } from './fleet/cluster-secret.js';
+import { Fleet } from './fleet/fleet.js';
+import type { HostView } from './fleet/registry.js';
 import { FunctionService } from './functions/service.js';
 import { ensureImages } from './images/build.js';
 import { logInvocations } from './observability/invocation-log.js';
@@ -13,7 +16,7 @@ import { PrometheusMetrics } from './observability/prometheus.js';
 import { PackageStore } from './packages/store.js';
 import { databaseLocation, openPostgresStore } from './store/postgres.js';
 import { openSqliteStore } from './store/sqlite.js';
-import type { Store } from './store/types.js';
+import type { FunctionRecord, Store } from './store/types.js';
 import { createQemuDriver } from './vm/driver.js';
 import { FunctionSnapshots } from './vm/function-snapshots.js';
 import { VmPool } from './vm/pool.js';
@@ -35,6 +38,7 @@ export async function startServer(config: Config, startupLog: (message: string) 
   let sink = startupLog;
   const log = (message: string) => sink(message);
   checkExposure(config.host, config.apiToken);
+  if (config.databaseUrl !== undefined) checkClusterSecret(config.fleet.clusterSecret); // a fleet needs it: say so first
   // First: a database that cannot be used stops the server before images are built and VMs start.
   const store = await openStore(config, log);
   try {
@@ -78,6 +82,8 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
     log,
   });
   const packages = new PackageStore(join(config.dataDir, 'packages'));
+  // PostgreSQL: every host on the database is one of a fleet (a single one too).
+  const fleet = config.databaseUrl === undefined ? undefined : Fleet.open({ databaseUrl: config.databaseUrl, config: config.fleet, dataDir: config.dataDir, log });
   const service = await FunctionService.open({
     store,
     pool,
@@ -90,8 +96,10 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
     asyncRetryDelayMs: config.asyncRetryDelayMs,
     asyncQueueDepth: config.asyncQueueDepth,
     snapshots,
+    ...(fleet && { placement: fleet.placement }),
     log,
   });
+  fleet?.attach(service);
   const health = () => ({
     status: 'ok',
     accelerator: driver.accel,
@@ -109,6 +117,8 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
     images: images.versions,
     functions: service.list().length,
   });
+  let listening = '';
+  const listenUrl = () => listening;
   const metrics = new PrometheusMetrics({ service, pool, driver });
   const app = await buildApi({
     service,
@@ -118,21 +128,37 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
     logLevel: config.logLevel,
     apiToken: config.apiToken,
     lambda: { region: config.region, accessKeyId: config.accessKeyId },
+    hosts: fleet ? () => fleet.hosts() : async () => [thisHost(config, service.list(), listenUrl())],
+    ...(fleet && { fleet }),
   });
   setSink((message) => app.log.info(message));
   logInvocations(service.activity, app.log);
   const url = await app.listen({ host: config.host, port: config.port });
+  listening = url;
+  await fleet?.join(url);
   return {
     app,
     service,
     pool,
     url,
     async close() {
+      await fleet?.drain(); // its functions move to other hosts first
       await app.close();
       await service.close();
+      await fleet?.close();
       await pool.close();
       await store.close();
       rmSync(runRoot, { recursive: true, force: true });
     },
+  };
+}
+
+/** The one host of a server without a fleet, as GET /v1/hosts shows it. */
+function thisHost(config: Config, functions: FunctionRecord[], url: string): HostView {
+  return {
+    id: 'local', url, alive: true, draining: false, generation: 1,
+    capacity: { vcpu: availableParallelism(), memory_mb: config.fleet.memoryMb, max_functions: config.fleet.maxFunctions },
+    used: { vcpu: functions.reduce((sum, f) => sum + f.vcpu, 0), memory_mb: functions.reduce((sum, f) => sum + f.memory_mb, 0) },
+    functions: functions.length,
   };
 }

@@ -1,4 +1,5 @@
 // Server settings from the environment, with the defaults README documents.
+import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cacheDir } from './images/build.js';
 import { isPostgresUrl } from './store/postgres.js';
@@ -32,6 +33,20 @@ export interface Config {
   /** Async invocations: the wait before the first retry (FNVM_ASYNC_RETRY_DELAY_MS), events queued per function. */
   asyncRetryDelayMs: number;
   asyncQueueDepth: number;
+  /** A fleet (PostgreSQL): how hosts know each other and what this one offers. */
+  fleet: FleetConfig;
+}
+
+export interface FleetConfig {
+  /** FNVM_CLUSTER_SECRET: hosts' internal calls carry it (a fleet refuses to start without one). */
+  clusterSecret: string | undefined;
+  /** FNVM_ADVERTISE_URL: where other hosts reach this one; undefined: its listen address. */
+  advertiseUrl: string | undefined;
+  /** FNVM_HOST_ID; undefined: one made up once and kept in the data directory. */
+  hostId: string | undefined;
+  /** What placement may put here: memory the functions are configured with, and how many functions. */
+  memoryMb: number;
+  maxFunctions: number;
 }
 
 function int(name: string, fallback: number, min = 0): number {
@@ -40,6 +55,13 @@ function int(name: string, fallback: number, min = 0): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
   return value;
+}
+
+function advertiseUrl(): string | undefined {
+  const url = process.env.FNVM_ADVERTISE_URL;
+  if (url === undefined || url === '') return undefined;
+  if (!/^http:\/\//.test(url) || !URL.canParse(url)) throw new Error(`FNVM_ADVERTISE_URL must be an http:// URL other hosts reach this one at, got "${url}"`);
+  return url.replace(/\/$/, '');
 }
 
 /** Never echoes the value: it may hold a password. */
@@ -80,6 +102,14 @@ export function configFromEnv(): Config {
     region: process.env.FNVM_REGION || 'us-east-1',
     asyncRetryDelayMs: int('FNVM_ASYNC_RETRY_DELAY_MS', 60_000),
     asyncQueueDepth: int('FNVM_ASYNC_QUEUE_DEPTH', 100_000, 1),
+    fleet: {
+      clusterSecret: process.env.FNVM_CLUSTER_SECRET || undefined,
+      advertiseUrl: advertiseUrl(),
+      hostId: process.env.FNVM_HOST_ID || undefined,
+      // Idle functions sleep (scale to zero), so the memory functions are configured with may exceed the RAM.
+      memoryMb: int('FNVM_HOST_MEMORY_MB', Math.floor((totalmem() / 2 ** 20) * 4), 1),
+      maxFunctions: int('FNVM_HOST_MAX_FUNCTIONS', 500, 1),
+    },
   };
 }
 

@@ -11,6 +11,8 @@ import { startTestServer, waitForState } from './support/server.js';
 import { rawPostgres, withPostgres } from './support/stores.js';
 
 const code = 'async function handler(event) { console.log("got", event.n); return { doubled: event.n * 2 }; }';
+// On PostgreSQL a server is a host of a fleet (here, of one), which needs the cluster secret.
+process.env.FNVM_CLUSTER_SECRET = 'a-test-cluster-secret-0123456789';
 
 after(() => assert.equal(liveProcessCount(), 0, 'no QEMU process outlives the servers'));
 
@@ -35,6 +37,10 @@ describe('FNVM_DATABASE_URL', () => {
       message: 'cannot use PostgreSQL at 127.0.0.1:1 (database fnvm): connect ECONNREFUSED 127.0.0.1:1',
     });
     assert.ok(Date.now() - started < 5000, 'refused before images and VMs');
+    // A fleet without its secret does not start.
+    await assert.rejects(startServer({ ...configFromEnv(), port: 0, databaseUrl: 'postgresql://127.0.0.1:1/fnvm', fleet: { ...configFromEnv().fleet, clusterSecret: undefined } }, () => {}), {
+      message: /a fleet needs FNVM_CLUSTER_SECRET/,
+    });
     assert.equal(liveProcessCount(), 0);
   });
 

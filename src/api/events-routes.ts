@@ -2,10 +2,12 @@
 // change; `GET /v1/functions/{id}/events` one function's, starting with its current state.
 import type { FastifyInstance } from 'fastify';
 import type { FunctionChange, FunctionService } from '../functions/service.js';
+import type { OnRequest } from './server.js';
 import { EventStreams } from './sse.js';
 
-export function eventsRoutes(service: FunctionService) {
+export function eventsRoutes(service: FunctionService, toOwner?: OnRequest) {
   return async (app: FastifyInstance): Promise<void> => {
+    if (toOwner) app.addHook('onRequest', toOwner);
     const streams = new EventStreams(app);
 
     app.get('/v1/events', async (_request, reply) => {

@@ -8,12 +8,15 @@ import type { FunctionInput, FunctionService } from '../functions/service.js';
 import { bodyLimitBytes, definitionBodyLimitBytes } from './limits.js';
 import { followInvocations } from './logs-stream.js';
 import { createBody, redriveBody, updateBody } from './schemas.js';
+import type { OnRequest } from './server.js';
 import { EventStreams } from './sse.js';
 
 type IdParams = { Params: { id: string } };
 
-export function functionsRoutes(service: FunctionService) {
+/** `toOwner`: in a fleet, the hook that sends requests about another host's function there. */
+export function functionsRoutes(service: FunctionService, toOwner?: OnRequest) {
   return async (app: FastifyInstance): Promise<void> => {
+    if (toOwner) app.addHook('onRequest', toOwner);
     const streams = new EventStreams(app);
     const definition = { bodyLimit: definitionBodyLimitBytes, preHandler: onlyPackagesAreLarge };
     app.post<{ Body: FunctionInput }>('/v1/functions', { schema: { body: createBody }, ...definition }, async (request) => {
@@ -21,7 +24,7 @@ export function functionsRoutes(service: FunctionService) {
       return { id: record.id };
     });
 
-    app.get('/v1/functions', async () => ({ items: service.list() }));
+    app.get('/v1/functions', async () => ({ items: await service.listAll() }));
 
     app.get<IdParams>('/v1/functions/:id', async (request) => ({ item: service.get(request.params.id) }));
 

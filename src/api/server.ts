@@ -1,12 +1,15 @@
 // The HTTP server: Fastify with CORS, body limits, error mapping, and the route plugins.
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { HostView } from '../fleet/registry.js';
+import { v1FunctionOf } from '../fleet/routing.js';
 import type { FunctionService } from '../functions/service.js';
 import { requireToken } from './auth.js';
 import { sendError } from './errors.js';
 import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
-import { lambdaRoutes } from './lambda/routes.js';
+import { hostsRoutes } from './hosts-routes.js';
+import { lambdaFunctionOf, lambdaRoutes } from './lambda/routes.js';
 import { bodyLimitBytes } from './limits.js';
 import { redactLine, redactUrl } from './redact.js';
 import { statsRoutes } from './stats-routes.js';
@@ -24,7 +27,19 @@ export interface ApiOptions {
   metrics: () => Promise<{ contentType: string; text: string }>;
   /** The Lambda API's region (in ARNs) and the access key id its signatures name. */
   lambda: { region: string; accessKeyId: string };
+  /** The hosts serving this API (GET /v1/hosts). */
+  hosts: () => Promise<HostView[]>;
+  /** In a fleet: requests about functions other hosts hold go there; the internal API. */
+  fleet?: FleetRouting;
 }
+
+export interface FleetRouting {
+  /** An onRequest hook for routes naming a function (`functionOf` reads which). */
+  route(functionOf: (request: FastifyRequest) => string | undefined): OnRequest;
+  internalApi(app: FastifyInstance): void;
+}
+
+export type OnRequest = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
 const localhostOrigin = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/;
 
@@ -70,10 +85,13 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     const { contentType, text } = await options.metrics();
     return reply.type(contentType).send(text);
   });
-  await app.register(functionsRoutes(options.service));
-  await app.register(eventsRoutes(options.service));
+  options.fleet?.internalApi(app);
+  const toOwner = options.fleet?.route(v1FunctionOf);
+  await app.register(functionsRoutes(options.service, toOwner));
+  await app.register(eventsRoutes(options.service, toOwner));
   await app.register(statsRoutes(options.service));
-  await app.register(lambdaRoutes(options.service, { ...options.lambda, apiToken: options.apiToken }));
+  await app.register(hostsRoutes(options.hosts));
+  await app.register(lambdaRoutes(options.service, { ...options.lambda, apiToken: options.apiToken, toOwner: options.fleet?.route(lambdaFunctionOf) }));
   await app.register(webConsole);
   return app;
 }

@@ -106,12 +106,13 @@ export class AsyncQueue {
   }
 
   /**
-   * Takes over the store's queued events at start. One whose last attempt was cut off by a stop, after which it
-   * has no retry left, becomes a dead letter now (its attempt counted when it started).
+   * Takes over the store's queued events at start (or one function's, when a fleet host adopts it). One whose
+   * last attempt was cut off by a stop, after which it has no retry left, becomes a dead letter now (its attempt
+   * counted when it started).
    */
-  async load(): Promise<void> {
-    for (const [functionId, dead] of await this.options.store.countDeadLetters()) this.queueOf(functionId).dead = dead;
-    for (const event of await this.options.store.listQueuedEvents()) {
+  async load(onlyFunctionId?: string): Promise<void> {
+    for (const [functionId, dead] of await this.options.store.countDeadLetters(onlyFunctionId)) this.queueOf(functionId).dead = dead;
+    for (const event of await this.options.store.listQueuedEvents(onlyFunctionId)) {
       const settings = this.options.settings(event.function_id);
       if (!settings) continue; // its function is gone (the store deletes its events with it)
       if (event.failures > settings.maxRetries) {

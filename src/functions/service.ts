@@ -78,7 +78,14 @@ export interface ServiceOptions {
   /** Asynchronous invocations: the wait before the first retry (doubling), and events queued per function at most. */
   asyncRetryDelayMs: number;
   asyncQueueDepth: number;
+  /** In a fleet (src/fleet): this host holds only the functions it has claimed; absent, it holds every one. */
+  placement?: Placement;
   log: (message: string) => void;
+}
+
+/** How a fleet host takes functions: a new one is claimed here if this host has room (else another host takes it). */
+export interface Placement {
+  claim(functionId: string): Promise<boolean>;
 }
 
 const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
@@ -156,29 +163,83 @@ export class FunctionService {
     const records = await options.store.listFunctions();
     await options.snapshots?.keepOnly(new Set(records.map((r) => r.id)));
     await options.packages?.sweep(new Set(records.flatMap((r) => (r.package ? [r.package.sha256] : []))));
-    for (const stored of records) {
-      const snapshotBytes = options.snapshots?.bytes(stored.id) || null; // a snapshot may have gone stale
-      const record = stored.snapshot_bytes === snapshotBytes ? stored : await options.store.updateFunction(stored.id, { snapshot_bytes: snapshotBytes }) ?? stored;
-      service.records.set(record.id, record);
-      const instance = service.newInstance(record.id);
-      service.instances.set(record.id, instance);
-      if (record.state === 'ready' && record.vm_id === null) instance.startAsleep(service.deployment(record));
-      else if (record.state !== 'error') service.scheduleDeploy(record.id);
-    }
+    if (options.placement) return service; // the fleet member adopts what this host claims
+    for (const stored of records) await service.hold(stored);
     await service.queue.load();
     return service;
   }
 
+  /**
+   * Takes over a function this host has just claimed in a fleet (its previous host is gone or it is new):
+   * deploys it here and runs its queued events. Nothing if it is held already or was deleted.
+   */
+  async adopt(id: string): Promise<void> {
+    const stored = await this.options.store.getFunction(id);
+    if (!stored || this.records.has(id)) return;
+    await this.hold(stored);
+    await this.queue.load(id);
+  }
+
+  /** Lets go of a function another host owns now: its VM stops; what is stored stays. */
+  async release(id: string): Promise<void> {
+    const instance = this.instances.get(id);
+    this.records.delete(id);
+    this.instances.delete(id);
+    this.queue.drop(id);
+    this.wakeSettled(id);
+    await instance?.stop();
+  }
+
+  /** Whether this host holds the function (by id or name). */
+  holds(idOrName: string): boolean {
+    return this.find(idOrName) !== undefined;
+  }
+
+  /** The ids of the functions this host holds. */
+  held(): string[] {
+    return [...this.records.keys()];
+  }
+
+  /** Loads a stored function into this host: a ready one without a VM stays asleep, the rest not in error deploy. */
+  private async hold(stored: FunctionRecord): Promise<void> {
+    const snapshotBytes = this.options.snapshots?.bytes(stored.id) || null; // a snapshot may have gone stale
+    const record = stored.snapshot_bytes === snapshotBytes ? stored : await this.options.store.updateFunction(stored.id, { snapshot_bytes: snapshotBytes }) ?? stored;
+    if (this.records.has(record.id)) return;
+    const asleep = record.state === 'ready' && record.vm_id === null;
+    const redeploy = !asleep && record.state !== 'error';
+    // A VM it had did not survive (a restart, or another host had it): from now on invocations wait for the
+    // deploy rather than find no VM.
+    this.records.set(record.id, redeploy ? { ...record, state: 'creating', error: null } : record);
+    const instance = this.newInstance(record.id);
+    this.instances.set(record.id, instance);
+    if (asleep) instance.startAsleep(this.deployment(record));
+    if (!redeploy) return;
+    if (record.state !== 'creating') await this.save(record.id, { state: 'creating', error: null });
+    this.scheduleDeploy(record.id);
+  }
+
+  /** The functions this host holds. */
   list(): FunctionRecord[] {
     return [...this.records.values()];
   }
 
+  /** Every function: in a fleet, of every host (from the store); else the ones held here. */
+  async listAll(): Promise<FunctionRecord[]> {
+    return this.options.placement ? this.options.store.listFunctions() : this.list();
+  }
+
   /** By id, or by name. */
   get(idOrName: string): FunctionRecord {
+    const record = this.find(idOrName);
+    if (!record) throw notFound(idOrName);
+    return record;
+  }
+
+  private find(idOrName: string): FunctionRecord | undefined {
     const byId = this.records.get(idOrName);
     if (byId) return byId;
     if (!isUuid(idOrName)) for (const record of this.records.values()) if (record.name === idOrName) return record;
-    throw notFound(idOrName);
+    return undefined;
   }
 
   async create(input: FunctionInput): Promise<FunctionRecord> {
@@ -216,6 +277,14 @@ export class FunctionService {
     } catch (error) {
       await source.settle();
       throw error instanceof NameTakenError ? conflict(error.message) : error;
+    }
+    if (this.options.placement) {
+      // Stored unplaced: this host takes it if it has room, else another host's placement does (src/fleet).
+      const claimed = await this.options.placement.claim(record.id);
+      if (claimed) await this.adopt(record.id);
+      await source.settle(); // after adopt: a package held here stays for the record that uses it
+      this.changes.emit('change', { item: this.records.get(record.id) ?? record } satisfies FunctionChange);
+      return this.records.get(record.id) ?? record;
     }
     this.records.set(record.id, record);
     await source.settle(); // the record holds the package now
@@ -511,8 +580,8 @@ export class FunctionService {
   }
 
   /** Every function's invocation totals since `since`, in the order of list(). */
-  metricsSummary(since?: string): Promise<MetricsSummary> {
-    return metricsSummary(this.options.store, this.list(), since, Date.now());
+  async metricsSummary(since?: string): Promise<MetricsSummary> {
+    return metricsSummary(this.options.store, await this.listAll(), since, Date.now());
   }
 
   /** Stops every function VM (in-flight invocations on them fail), including ones a deploy is still starting. */

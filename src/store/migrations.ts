@@ -176,6 +176,31 @@ export const migrations: Record<string, Migration> = {
       }
     },
   },
+  // The fleet (src/fleet/registry.ts): hosts with leases, and which host (under which generation) holds a function.
+  // One host on SQLite never fills them.
+  '0008_fleet': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.createTable('hosts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('vcpu', 'integer', (c) => c.notNull())
+        .addColumn('memory_mb', 'integer', (c) => c.notNull())
+        .addColumn('max_functions', 'integer', (c) => c.notNull())
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('lease_expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('draining', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.alterTable('functions').addColumn('host_id', 'text').execute();
+      await db.schema.alterTable('functions').addColumn('host_generation', 'integer').execute();
+      await db.schema.createIndex('functions_host').on('functions').columns(['host_id', 'host_generation']).execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.dropIndex('functions_host').execute();
+      for (const column of ['host_generation', 'host_id']) await db.schema.alterTable('functions').dropColumn(column).execute();
+      await db.schema.dropTable('hosts').execute();
+    },
+  },
 };
 
 function isSqlite(db: Kysely<unknown>): boolean {

@@ -16,6 +16,8 @@ export interface FunctionsTable extends Omit<FunctionRecord, 'env_vars' | 'last_
   package_size: number | null;
   package_unpacked_size: number | null;
   package_files: number | null;
+  /** The generation of the host's registration its claim was made under (src/fleet/registry.ts). */
+  host_generation: number | null;
 }
 
 /** The invocations table's columns except seq: the record with its encoded fields. */
@@ -82,12 +84,14 @@ export function newFunctionRow(fn: NewFunction, now: string): Insertable<Functio
     async_max_retries: fn.async_max_retries ?? asyncDefaults.maxRetries,
     async_max_event_age_seconds: fn.async_max_event_age_seconds ?? asyncDefaults.maxEventAgeSeconds,
     async_configured_at: fn.async_configured_at ?? null,
+    host_id: null,
+    host_generation: null,
   };
 }
 
 export function rowToFunction(row: FunctionRow): FunctionRecord {
   const {
-    rowid: _rowid, code, package_sha256: sha256, package_size: size, package_unpacked_size: unpacked, package_files: files, ...rest
+    rowid: _rowid, host_generation: _generation, code, package_sha256: sha256, package_size: size, package_unpacked_size: unpacked, package_files: files, ...rest
   } = row;
   const source = sha256 === null
     ? { code }

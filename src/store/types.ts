@@ -47,6 +47,8 @@ export interface FunctionRecord {
   async_max_event_age_seconds: number;
   /** When either was last set explicitly (null: never, Lambda's GetFunctionEventInvokeConfig is then a 404). */
   async_configured_at: string | null;
+  /** In a fleet, the host that holds it (null while it is being placed, and always on a single host). */
+  host_id: string | null;
 }
 
 export interface InvocationRecord {
@@ -101,10 +103,10 @@ export type EventSettlement = { delete: string } | { save: QueuedEvent };
 
 type Defaulted = 'description' | 'lambda_role' | 'lambda_runtime' | 'async_max_retries' | 'async_max_event_age_seconds' | 'async_configured_at';
 /** The defaulted fields are '', null or the async defaults (asyncDefaults) when absent. */
-export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes' | Defaulted>
+export type NewFunction = Omit<FunctionRecord, 'created_at' | 'updated_at' | 'last_invoked_at' | 'init_ms' | 'snapshot_bytes' | 'host_id' | Defaulted>
   & Partial<Pick<FunctionRecord, Defaulted>>;
 /** A patch with `code` drops the package and one with `package` drops the code: a function has one or the other. */
-export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at' | 'last_invoked_at'>>;
+export type FunctionPatch = Partial<Omit<FunctionRecord, 'id' | 'created_at' | 'updated_at' | 'last_invoked_at' | 'host_id'>>;
 
 export class NameTakenError extends Error {
   override name = 'NameTakenError';

@@ -17,6 +17,8 @@ import { invalidContent, invalidParameter, LambdaError, sendLambdaError } from '
 import { eventInvokeConfig, eventInvokeConfigInput } from './event-config.js';
 import { invocationTypeOf, sendInvokeAnswer, wantsTail } from './invoke.js';
 import { functionNameOf } from './names.js';
+import { stringParam } from '../../fleet/routing.js';
+import type { OnRequest } from '../server.js';
 
 export interface LambdaApiOptions {
   /** The region in ARNs when a request is not signed for one. */
@@ -24,6 +26,19 @@ export interface LambdaApiOptions {
   /** With a token, requests must be signed with it as the secret key of `accessKeyId`. */
   apiToken?: string;
   accessKeyId: string;
+  /** In a fleet, the hook that sends requests about another host's function there (the signature is checked there). */
+  toOwner?: OnRequest;
+}
+
+/** The function a Lambda route names (`:name`, a name or an ARN); undefined for the others or a malformed name. */
+export function lambdaFunctionOf(request: FastifyRequest): string | undefined {
+  if (request.routeOptions.url?.includes('/functions/:name') !== true) return undefined;
+  const name = stringParam(request.params, 'name');
+  try {
+    return name === undefined ? undefined : functionNameOf(name);
+  } catch {
+    return undefined; // the route refuses it, in Lambda's words
+  }
 }
 
 /** Real CreateFunction takes requests up to this size (a 50 MiB zip, base64, in JSON). */
@@ -40,6 +55,7 @@ export function lambdaRoutes(service: FunctionService, options: LambdaApiOptions
     app.addHook('onRequest', async (_request, reply) => {
       void reply.header('x-amzn-requestid', randomUUID());
     });
+    if (options.toOwner) app.addHook('onRequest', options.toOwner);
     if (options.apiToken !== undefined) {
       const secret = options.apiToken;
       app.addHook('preHandler', async (request) => {
@@ -61,7 +77,7 @@ export function lambdaRoutes(service: FunctionService, options: LambdaApiOptions
 
     const list = async (request: FastifyRequest<{ Querystring: { Marker?: string; MaxItems?: string } }>) => {
       const maxItems = maxItemsOf(request.query.MaxItems);
-      const sorted = service.list().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const sorted = (await service.listAll()).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const marker = request.query.Marker;
       const after = marker === undefined || marker === '' ? sorted : sorted.filter((r) => r.name > marker);
       const page = after.slice(0, maxItems);

@@ -1,0 +1,121 @@
+// This host's membership of a fleet (FNVM_DATABASE_URL set): its identity, the registry on the shared database,
+// the member that keeps its lease and its functions, and the forwarding of requests to the hosts that hold theirs.
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Kysely, PostgresDialect } from 'kysely';
+import { Pool } from 'pg';
+import type { FleetConfig } from '../config.js';
+import type { Placement } from '../functions/service.js';
+import { pgTypes } from '../store/postgres.js';
+import { checkClusterSecret, requireClusterSecret } from './cluster-secret.js';
+import { Forwarder } from './forward.js';
+import { FleetMember, type HeldFunctions } from './member.js';
+import { HostRegistry, type FleetTables, type HostView } from './registry.js';
+import { routeToOwner } from './routing.js';
+
+/** The functions service as the fleet drives it. */
+export interface FleetFunctions extends HeldFunctions {
+  holds(ref: string): boolean;
+}
+
+export interface FleetOptions {
+  databaseUrl: string;
+  config: FleetConfig;
+  dataDir: string;
+  log: (message: string) => void;
+  /** The registry's lease and the member's placement round (tests shorten them). */
+  leaseMs?: number;
+  placementIntervalMs?: number;
+}
+
+export class Fleet {
+  readonly forwarder: Forwarder;
+  private member: FleetMember | undefined;
+  private registry: HostRegistry | undefined;
+  private functions: FleetFunctions | undefined;
+
+  /** How a new function is claimed: by this host if it has room, once it has joined. */
+  readonly placement: Placement = { claim: (id) => this.member?.claim(id) ?? Promise.resolve(false) };
+
+  private constructor(readonly hostId: string, private readonly db: Kysely<FleetTables>, private readonly options: FleetOptions, private readonly secret: string) {
+    this.forwarder = new Forwarder({ hostId, secret });
+  }
+
+  /** The internal API other hosts call (refused without the cluster secret): this host as it sees itself. */
+  internalApi(app: FastifyInstance): void {
+    requireClusterSecret(app, this.secret);
+    app.get('/internal/v1/host', async () => ({
+      id: this.hostId, generation: this.registry?.generation ?? 0, state: this.member?.state ?? 'joining', functions: this.functions?.held().length ?? 0,
+    }));
+  }
+
+  /** Checks the settings (a fleet needs FNVM_CLUSTER_SECRET) and connects to the shared database. */
+  static open(options: FleetOptions): Fleet {
+    const secret = checkClusterSecret(options.config.clusterSecret);
+    const pool = new Pool({ connectionString: options.databaseUrl, types: pgTypes, max: 4, allowExitOnIdle: true });
+    pool.on('error', (error) => options.log(`fleet: an idle database connection failed: ${error.message}`));
+    const db = new Kysely<FleetTables>({ dialect: new PostgresDialect({ pool }) });
+    return new Fleet(options.config.hostId ?? hostIdIn(options.dataDir), db, options, secret);
+  }
+
+  /** The functions service this host runs (set before join). */
+  attach(functions: FleetFunctions): void {
+    this.functions = functions;
+  }
+
+  /** Registers this host at `listenUrl` (unless FNVM_ADVERTISE_URL says otherwise) and starts taking functions. */
+  async join(listenUrl: string): Promise<void> {
+    if (!this.functions) throw new Error('fleet: attach the functions service before joining');
+    const { config } = this.options;
+    const url = config.advertiseUrl ?? listenUrl;
+    this.registry = new HostRegistry(this.db, {
+      id: this.hostId, url, vcpu: availableParallelism(), memory_mb: config.memoryMb, max_functions: config.maxFunctions,
+    }, this.options.leaseMs);
+    this.member = new FleetMember(this.registry, this.functions, { placementIntervalMs: this.options.placementIntervalMs, log: this.options.log });
+    await this.member.join();
+    this.options.log(`fleet: host ${this.hostId} joined at ${url} (generation ${this.registry.generation})`);
+  }
+
+  /** An onRequest hook: a request about a function another host holds is answered by that host. */
+  route(functionOf: (request: FastifyRequest) => string | undefined): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+    return routeToOwner({
+      hostId: this.hostId,
+      holds: (ref) => this.functions?.holds(ref) ?? false,
+      locate: (ref) => (this.registry ? this.registry.locate(ref) : Promise.resolve(null)),
+      forward: (request, reply, target) => this.forwarder.forward(request, reply, target),
+      functionOf,
+    });
+  }
+
+  hosts(): Promise<HostView[]> {
+    return this.registry ? this.registry.list() : Promise.resolve([]);
+  }
+
+  /** SIGTERM: hands this host's functions to the others, then leaves. */
+  async drain(): Promise<void> {
+    await this.member?.drain();
+  }
+
+  async close(): Promise<void> {
+    await this.member?.leave();
+    this.forwarder.close();
+    await this.db.destroy();
+  }
+}
+
+/** A host id made up once and kept in the data directory, so a restarted host is the same host. */
+function hostIdIn(dataDir: string): string {
+  const path = join(dataDir, 'host-id');
+  if (existsSync(path)) {
+    const id = readFileSync(path, 'utf8').trim();
+    if (/^[A-Za-z0-9._-]{1,64}$/.test(id)) return id;
+    throw new Error(`${path} must hold a host id of 1-64 letters, digits, '.', '_' or '-'`);
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const id = randomUUID();
+  writeFileSync(path, `${id}\n`);
+  return id;
+}

@@ -1,0 +1,125 @@
+// The fleet's host registry on a real PostgreSQL: hosts register with leases and generations; placement claims
+// check capacity under the host's row lock (a full host gets nothing; concurrent claims never make two owners or
+// overfill a host); a host whose lease runs out loses its functions to a live host and is fenced when it comes back.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kysely, PostgresDialect } from 'kysely';
+import { Pool } from 'pg';
+import { HostRegistry, type FleetTables, type HostIdentity } from '../src/fleet/registry.js';
+import { openPostgresStore, pgTypes } from '../src/store/postgres.js';
+import type { Store } from '../src/store/types.js';
+import { startPostgres, type TestPostgres } from './support/postgres.js';
+
+const leaseMs = 600;
+
+describe('host registry', () => {
+  let postgres: TestPostgres;
+  let store: Store;
+  let db: Kysely<FleetTables>;
+  let nextFunction = 0;
+
+  before(async () => {
+    postgres = await startPostgres();
+    const url = await postgres.createDatabase();
+    store = await openPostgresStore(url); // migrates
+    const pool = new Pool({ connectionString: url, types: pgTypes });
+    pool.on('error', () => {}); // an idle connection ended by the server's shutdown at the end
+    db = new Kysely<FleetTables>({ dialect: new PostgresDialect({ pool }) });
+  });
+  after(async () => {
+    await db?.destroy();
+    await store?.close();
+    await postgres?.stop();
+  });
+
+  const host = (id: string, memory_mb = 1024, max_functions = 100): HostIdentity => ({ id, url: `http://127.0.0.1:1${id.length}000/${id}`, vcpu: 2, memory_mb, max_functions });
+  const newFunction = async (memory_mb = 128) => {
+    const n = nextFunction++;
+    const fn = await store.createFunction({
+      id: `fn-${n}`, name: `fn-${n}`, runtime: 'node', code: 'x', handler: 'index.handler', env_vars: {}, timeout_seconds: 30,
+      memory_mb, vcpu: 1, max_concurrency: 4, vm_id: null, guest_ip: null, port: null, state: 'creating', error: null, version: 1,
+    });
+    return fn.id;
+  };
+  const ownerOf = async (id: string) => (await db.selectFrom('functions').select(['host_id', 'host_generation']).where('id', '=', id).executeTakeFirstOrThrow());
+
+  test('registering again bumps the generation; a full host gets nothing; list shows what each holds', async () => {
+    const a = new HostRegistry(db, host('a', 256, 10), leaseMs);
+    assert.equal(await a.register(), 1);
+    assert.equal(await a.register(), 2);
+    const [f1, f2, f3] = [await newFunction(128), await newFunction(128), await newFunction(64)];
+    assert.deepEqual([await a.claim(f1), await a.claim(f2)], [true, true]);
+    assert.equal(await a.claim(f3), false, 'a host with 256 MiB holding 2 x 128 MiB takes no 64 MiB more');
+    assert.deepEqual(await ownerOf(f1), { host_id: 'a', host_generation: 2 });
+    assert.deepEqual((await a.owned()).sort(), [f1, f2].sort());
+    const [view] = (await a.list()).filter((h) => h.id === 'a');
+    assert.deepEqual(view, {
+      id: 'a', url: host('a').url, alive: true, draining: false, generation: 2,
+      capacity: { vcpu: 2, memory_mb: 256, max_functions: 10 }, used: { vcpu: 2, memory_mb: 256 }, functions: 2,
+    });
+    const one = new HostRegistry(db, host('one', 4096, 1), leaseMs);
+    await one.register();
+    assert.deepEqual([await one.claim(f3), await one.claim(await newFunction(64))], [true, false], 'max_functions 1');
+    // A claimed function with a live owner is nobody else's.
+    assert.equal(await one.claim(f1), false);
+    await Promise.all([a.leave(), one.leave()]);
+  });
+
+  test('concurrent claims: one owner per function, and a host never holds more than it has room for', async () => {
+    const hosts = ['p', 'q', 'r'].map((id) => new HostRegistry(db, host(id, 512), leaseMs));
+    for (const h of hosts) await h.register();
+    const fns = await Promise.all(Array.from({ length: 12 }, () => newFunction(128)));
+    // Every host tries to claim every function at once: 12 functions, room for 4 each.
+    const results = await Promise.all(hosts.flatMap((h) => fns.map(async (fn) => ({ host: h.id, fn, won: await h.claim(fn) }))));
+    const won = results.filter((r) => r.won);
+    assert.equal(won.length, 12, 'each function claimed once');
+    assert.deepEqual(new Set(won.map((r) => r.fn)).size, 12);
+    for (const h of hosts) assert.equal(won.filter((r) => r.host === h.id).length, 4, `${h.id} holds 512 MiB / 128 MiB`);
+    for (const r of won) assert.equal((await ownerOf(r.fn)).host_id, r.host);
+    await Promise.all(hosts.map((h) => h.leave()));
+  });
+
+  test('a host whose lease runs out loses its functions to a live host, and is fenced when it comes back', async () => {
+    const dead = new HostRegistry(db, host('dead'), leaseMs);
+    const live = new HostRegistry(db, host('live'), leaseMs);
+    await dead.register();
+    await live.register();
+    const fn = await newFunction();
+    assert.equal(await dead.claim(fn), true);
+    assert.equal(await live.claim(fn), false, 'its owner still holds a lease');
+    assert.ok(!(await live.orphans()).includes(fn));
+    // The owner stops heartbeating (a kill -9); the other host keeps its lease alive.
+    const started = Date.now();
+    while (Date.now() - started < leaseMs * 1.5) {
+      assert.equal(await live.heartbeat(), true);
+      await sleep(leaseMs / 4);
+    }
+    assert.ok((await live.orphans()).includes(fn));
+    assert.equal(await live.claim(fn), true);
+    assert.deepEqual(await ownerOf(fn), { host_id: 'live', host_generation: live.generation });
+    // The old owner comes back: its heartbeat is refused (its lease expired), so it must stop serving.
+    assert.equal(await dead.heartbeat(), false);
+    const generation = await dead.register();
+    assert.equal(generation, 2);
+    assert.deepEqual(await dead.owned(), [], 'a new generation owns nothing from the old one');
+    const views = new Map((await live.list()).map((h) => [h.id, h]));
+    assert.equal(views.get('dead')?.alive, true);
+    assert.equal(views.get('dead')?.functions, 0);
+    assert.equal(views.get('live')?.functions, 1);
+    // A restart of a host under a new generation orphans what it held under the old one.
+    const before = live.generation;
+    await live.register();
+    assert.notEqual(live.generation, before);
+    assert.deepEqual(await live.owned(), []);
+    assert.ok((await dead.orphans()).includes(fn));
+    assert.equal(await dead.claim(fn), true);
+    // Draining: a draining host takes nothing new; leaving ends its lease at once.
+    await live.drain();
+    assert.equal(await live.claim(await newFunction()), false);
+    await dead.leave();
+    assert.ok((await live.orphans()).includes(fn));
+    assert.equal((await live.list()).find((h) => h.id === 'dead')?.alive, false);
+    await live.leave();
+  });
+});

@@ -1,0 +1,202 @@
+// A fleet on one machine: three `fnvm serve` processes (distinct ports and data directories) on one real
+// PostgreSQL. A function created through host A is invoked through B and C (forwarded to its owner); an update
+// through C is what A serves at once; GET /v1/hosts shows the three and what each holds; placement respects a
+// host's capacity; the internal API refuses calls without the cluster secret; kill -9 of the owner during invoke
+// traffic: the others answer 503 (never hang) until the function is placed and ready on another host, every
+// acknowledged invocation has its record, and the killed host, restarted, serves nothing it no longer owns.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { processesUsing } from '../src/vm/orphans.js';
+import { startCli, type CliServer } from './support/cli.js';
+import { eventually } from './support/eventually.js';
+import { startPostgres, type TestPostgres } from './support/postgres.js';
+
+const secret = 'fleet-test-secret-0123456789abcdef';
+const root = mkdtempSync(join(tmpdir(), 'fnvm-fleet-'));
+const children: CliServer[] = [];
+
+type Answer = { status: number; body: any };
+
+async function api(base: string, path: string, init: { method?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<Answer> {
+  const response = await fetch(base + path, {
+    method: init.method ?? 'GET',
+    headers: { ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text === '' ? null : JSON.parse(text) };
+}
+
+describe('a fleet of three hosts on one PostgreSQL', () => {
+  let postgres: TestPostgres;
+  let databaseUrl: string;
+  const hosts = new Map<string, CliServer>();
+
+  const startHost = async (name: string, env: Record<string, string> = {}) => {
+    const host = await startCli({
+      FNVM_DATABASE_URL: databaseUrl, FNVM_CLUSTER_SECRET: secret, FNVM_HOST_ID: name, FNVM_DATA_DIR: join(root, name),
+      FNVM_NETWORK: 'none', FNVM_POOL_SIZE: '0', FNVM_LOG_LEVEL: 'warn', ...env,
+    });
+    children.push(host);
+    hosts.set(name, host);
+    return host;
+  };
+  const url = (name: string) => hosts.get(name)?.url ?? assert.fail(`no host ${name}`);
+  /** The host holding a function; undefined while it is being placed (the API answers 503 for it then). */
+  const ownerOf = async (fn: string): Promise<string | undefined> => {
+    const { status, body } = await api(url('b'), `/v1/functions/${fn}`);
+    if (status === 503) return undefined;
+    assert.equal(status, 200, JSON.stringify(body));
+    return body.item.host_id ?? undefined;
+  };
+
+  before(async () => {
+    postgres = await startPostgres();
+    databaseUrl = await postgres.createDatabase();
+    await startHost('a');
+    await startHost('b');
+    await startHost('c', { FNVM_HOST_MEMORY_MB: '200' }); // takes functions of 128 MiB at most, one at a time
+  });
+  after(async () => {
+    for (const child of children) if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
+    await Promise.all(children.map((child) => child.exited));
+    for (const child of children) {
+      const runDir = join(tmpdir(), `fnvm-${child.process.pid}`);
+      await eventually('the hosts\' QEMU processes to end', async () => (processesUsing(`${runDir}/`).length === 0 ? true : undefined), 15_000);
+    }
+    await postgres?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test('create via A, invoke via B and C; update via C is what A serves at once; hosts list', async () => {
+    const code = 'exports.handler = async (event) => ({ version: 1, n: event.n });';
+    const created = await api(url('a'), '/v1/functions', { method: 'POST', body: { name: 'echo', runtime: 'node', code, memory_mb: 256 } });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const item = await eventually('echo to be ready', async () => {
+      const { body } = await api(url('c'), '/v1/functions/echo');
+      return body.item?.state === 'ready' ? body.item : undefined;
+    }, 120_000);
+    assert.equal(item.host_id, 'a', 'the host that took the create had room, so it holds the function');
+    for (const via of ['b', 'c', 'a']) {
+      const invoked = await api(url(via), '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: via } } });
+      assert.equal(invoked.status, 200, `via ${via}: ${JSON.stringify(invoked.body)}`);
+      assert.deepEqual(invoked.body.response, { version: 1, n: via });
+    }
+    // The Lambda API is forwarded as well.
+    const lambda = await fetch(`${url('b')}/2015-03-31/functions/echo/invocations`, { method: 'POST', body: '{"n":"lambda"}' });
+    assert.equal(lambda.status, 200);
+    assert.deepEqual(await lambda.json(), { version: 1, n: 'lambda' });
+    assert.ok(lambda.headers.get('x-amzn-requestid'));
+
+    const updated = await api(url('c'), '/v1/functions/echo', { method: 'PUT', body: { code: code.replace('version: 1', 'version: 2') } });
+    assert.equal(updated.status, 200, JSON.stringify(updated.body));
+    assert.equal(updated.body.item.version, 2);
+    for (const via of ['a', 'b']) {
+      const invoked = await api(url(via), '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: 0 } } });
+      assert.deepEqual([invoked.body.version, invoked.body.response], [2, { version: 2, n: 0 }], `via ${via} right after the update`);
+    }
+
+    const listed = (await api(url('c'), '/v1/functions')).body.items.map((f: { name: string; host_id: string }) => [f.name, f.host_id]);
+    assert.deepEqual(listed, [['echo', 'a']], 'every host lists every function');
+    const view = new Map((await api(url('b'), '/v1/hosts')).body.items.map((h: { id: string }) => [h.id, h]));
+    assert.deepEqual([...view.keys()].sort(), ['a', 'b', 'c']);
+    for (const name of ['a', 'b', 'c']) {
+      const h: any = view.get(name);
+      assert.equal(h.alive, true);
+      assert.equal(h.url, url(name));
+      assert.equal(h.functions, name === 'a' ? 1 : 0);
+    }
+    assert.deepEqual((view.get('a') as any).used, { vcpu: 1, memory_mb: 256 });
+    assert.equal((view.get('c') as any).capacity.memory_mb, 200);
+  });
+
+  test('placement respects capacity: a full host gets nothing', async () => {
+    // Through C, which has room for neither: another host takes them.
+    const big = await api(url('c'), '/v1/functions', { method: 'POST', body: { name: 'big', runtime: 'node', code: 'exports.handler = async () => 1;', memory_mb: 256 } });
+    assert.equal(big.status, 200);
+    const owner = await eventually('big to be placed', () => ownerOf('big'), 30_000);
+    assert.notEqual(owner, 'c');
+    const small = await api(url('c'), '/v1/functions', { method: 'POST', body: { name: 'small', runtime: 'node', code: 'exports.handler = async () => 2;', memory_mb: 128 } });
+    assert.equal(small.status, 200);
+    assert.equal(await eventually('small to be placed', () => ownerOf('small'), 30_000), 'c', 'C has room for 128 MiB');
+    const more = await api(url('c'), '/v1/functions', { method: 'POST', body: { name: 'more', runtime: 'node', code: 'exports.handler = async () => 3;', memory_mb: 128 } });
+    assert.equal(more.status, 200);
+    assert.notEqual(await eventually('more to be placed', () => ownerOf('more'), 30_000), 'c', 'C is full');
+    for (const name of ['big', 'small', 'more']) {
+      await eventually(`${name} to be ready`, async () => ((await api(url('a'), `/v1/functions/${name}`)).body.item?.state === 'ready' ? true : undefined), 120_000);
+      assert.equal((await api(url('b'), `/v1/functions/${name}/invoke`, { method: 'POST', body: { event: {} } })).status, 200);
+      assert.equal((await api(url('a'), `/v1/functions/${name}`, { method: 'DELETE' })).status, 200);
+    }
+  });
+
+  test('the internal API refuses calls without the cluster secret', async () => {
+    assert.equal((await api(url('a'), '/internal/v1/host')).status, 401);
+    assert.equal((await api(url('a'), '/internal/v1/host', { headers: { 'x-fnvm-cluster-secret': `${secret}x` } })).status, 401);
+    const ok = await api(url('a'), '/internal/v1/host', { headers: { 'x-fnvm-cluster-secret': secret } });
+    assert.equal(ok.status, 200);
+    assert.deepEqual([ok.body.id, ok.body.state], ['a', 'member']);
+    // A client cannot pass for a host that forwarded its request.
+    const forged = await api(url('b'), '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: 'f' } }, headers: { 'x-fnvm-forwarded-by': 'a', 'x-fnvm-cluster-secret': 'wrong' } });
+    assert.equal(forged.status, 200);
+  });
+
+  test('kill -9 of the owner during invoke traffic: 503s, then served elsewhere; no acknowledged record lost; back, it serves nothing twice', async () => {
+    assert.equal(await ownerOf('echo'), 'a');
+    const acknowledged: string[] = [];
+    const statuses = new Map<number, number>();
+    let firstFailureAt = 0;
+    let servedAgainAt = 0;
+    let killedAt = 0;
+    let stop = false;
+    const traffic = (async () => {
+      while (!stop) {
+        const started = Date.now();
+        const answer = await api(url('b'), '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: 1 } }, timeoutMs: 20_000 })
+          .catch((error: Error) => ({ status: 0, body: { error: error.message } }));
+        assert.ok(Date.now() - started < 20_000, 'no request hangs');
+        statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+        if (answer.status === 200) {
+          acknowledged.push(answer.body.request_id);
+          if (killedAt > 0 && firstFailureAt > 0 && servedAgainAt === 0) servedAgainAt = Date.now();
+        } else {
+          assert.equal(answer.status, 503, JSON.stringify(answer.body));
+          assert.match(answer.body.error, /unreachable|being placed/);
+          if (firstFailureAt === 0) firstFailureAt = Date.now();
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
+    })();
+    await eventually('some invocations through B', async () => (acknowledged.length >= 20 ? true : undefined));
+    const a = hosts.get('a');
+    a?.process.kill('SIGKILL');
+    killedAt = Date.now();
+    await a?.exited;
+    await eventually('echo to be served again', async () => (servedAgainAt > 0 ? true : undefined), 60_000);
+    await eventually('a few more invocations', async () => (acknowledged.length >= 40 ? true : undefined));
+    stop = true;
+    await traffic;
+    const outage = servedAgainAt - killedAt;
+    process.stderr.write(`[fleet] served again ${outage} ms after the kill; answers ${JSON.stringify([...statuses])}\n`);
+    assert.ok(outage < 15_000, `served again ${outage} ms after the kill`);
+    const owner = await ownerOf('echo');
+    assert.ok(owner === 'b' || owner === 'c', `now held by ${owner}`);
+
+    const records: Array<{ request_id: string }> = (await api(url('c'), '/v1/functions/echo/logs?limit=1000')).body.items;
+    const stored = new Set(records.map((r) => r.request_id));
+    for (const id of acknowledged) assert.ok(stored.has(id), `acknowledged invocation ${id} has its record`);
+    assert.equal(new Set(acknowledged).size, acknowledged.length);
+
+    // The killed host comes back under a new generation: it holds nothing, and serves echo by forwarding it.
+    const back = await startHost('a');
+    const self = await api(back.url, '/internal/v1/host', { headers: { 'x-fnvm-cluster-secret': secret } });
+    assert.equal(self.body.functions, 0);
+    assert.ok(self.body.generation >= 2);
+    const invoked = await api(back.url, '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: 'back' } } });
+    assert.deepEqual([invoked.status, invoked.body.response], [200, { version: 2, n: 'back' }]);
+    assert.equal(await ownerOf('echo'), owner, 'the owner did not change back');
+  });
+});
