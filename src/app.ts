@@ -83,7 +83,7 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
   });
   const packages = new PackageStore(join(config.dataDir, 'packages'));
   // PostgreSQL: every host on the database is one of a fleet (a single one too).
-  const fleet = config.databaseUrl === undefined ? undefined : Fleet.open({ databaseUrl: config.databaseUrl, config: config.fleet, dataDir: config.dataDir, log });
+  const fleet = config.databaseUrl === undefined ? undefined : Fleet.open({ databaseUrl: config.databaseUrl, store, config: config.fleet, dataDir: config.dataDir, log });
   const service = await FunctionService.open({
     store,
     pool,

@@ -57,6 +57,13 @@ function int(name: string, fallback: number, min = 0): number {
   return value;
 }
 
+function hostId(): string | undefined {
+  const id = process.env.FNVM_HOST_ID;
+  if (id === undefined || id === '') return undefined;
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) throw new Error(`FNVM_HOST_ID must be 1-64 of A-Z a-z 0-9 . _ -, got "${id.slice(0, 80)}"`);
+  return id;
+}
+
 function advertiseUrl(): string | undefined {
   const url = process.env.FNVM_ADVERTISE_URL;
   if (url === undefined || url === '') return undefined;
@@ -105,7 +112,7 @@ export function configFromEnv(): Config {
     fleet: {
       clusterSecret: process.env.FNVM_CLUSTER_SECRET || undefined,
       advertiseUrl: advertiseUrl(),
-      hostId: process.env.FNVM_HOST_ID || undefined,
+      hostId: hostId(),
       // Idle functions sleep (scale to zero), so the memory functions are configured with may exceed the RAM.
       memoryMb: int('FNVM_HOST_MEMORY_MB', Math.floor((totalmem() / 2 ** 20) * 4), 1),
       maxFunctions: int('FNVM_HOST_MAX_FUNCTIONS', 500, 1),

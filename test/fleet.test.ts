@@ -1,9 +1,10 @@
 // A fleet on one machine: three `fnvm serve` processes (distinct ports and data directories) on one real
 // PostgreSQL. A function created through host A is invoked through B and C (forwarded to its owner); an update
-// through C is what A serves at once; GET /v1/hosts shows the three and what each holds; placement respects a
-// host's capacity; the internal API refuses calls without the cluster secret; kill -9 of the owner during invoke
-// traffic: the others answer 503 (never hang) until the function is placed and ready on another host, every
-// acknowledged invocation has its record, and the killed host, restarted, serves nothing it no longer owns.
+// through C is what A serves at once and reaches every host's event stream within 100 ms; GET /v1/hosts shows
+// the three and what each holds; placement respects a host's capacity; the internal API refuses calls without
+// the cluster secret; kill -9 of the owner during invoke traffic: the others answer 503 (never hang) until the
+// function is placed and ready on another host, every acknowledged invocation has its record, and the killed
+// host, restarted, serves nothing it no longer owns; SIGTERM hands a host's functions to the others first.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { processesUsing } from '../src/vm/orphans.js';
 import { startCli, type CliServer } from './support/cli.js';
 import { eventually } from './support/eventually.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { follow, until } from './support/sse.js';
 
 const secret = 'fleet-test-secret-0123456789abcdef';
 const root = mkdtempSync(join(tmpdir(), 'fnvm-fleet-'));
@@ -47,8 +49,8 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
   };
   const url = (name: string) => hosts.get(name)?.url ?? assert.fail(`no host ${name}`);
   /** The host holding a function; undefined while it is being placed (the API answers 503 for it then). */
-  const ownerOf = async (fn: string): Promise<string | undefined> => {
-    const { status, body } = await api(url('b'), `/v1/functions/${fn}`);
+  const ownerOf = async (fn: string, via = 'b'): Promise<string | undefined> => {
+    const { status, body } = await api(url(via), `/v1/functions/${fn}`);
     if (status === 503) return undefined;
     assert.equal(status, 200, JSON.stringify(body));
     return body.item.host_id ?? undefined;
@@ -92,9 +94,19 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
     assert.deepEqual(await lambda.json(), { version: 1, n: 'lambda' });
     assert.ok(lambda.headers.get('x-amzn-requestid'));
 
+    // Every host's event stream sees the change, whichever host it went through.
+    const streams = await Promise.all(['b', 'c'].map((via) => follow(`${url(via)}/v1/events`)));
+    await until('the streams to open', () => streams.every((sse) => sse.events.some((e) => e.event === 'hello')), 10_000);
     const updated = await api(url('c'), '/v1/functions/echo', { method: 'PUT', body: { code: code.replace('version: 1', 'version: 2') } });
+    const answeredAt = Date.now();
     assert.equal(updated.status, 200, JSON.stringify(updated.body));
     assert.equal(updated.body.item.version, 2);
+    const seenAt = await Promise.all(streams.map(async (sse) => {
+      await until('version 2 on the stream', () => sse.events.some((e) => e.event === 'function' && JSON.parse(e.data).item.version === 2), 5_000);
+      return Date.now();
+    }));
+    for (const sse of streams) sse.abort();
+    for (const at of seenAt) assert.ok(at - answeredAt <= 100, `a change reached another host's stream ${at - answeredAt} ms after the PUT answered`);
     for (const via of ['a', 'b']) {
       const invoked = await api(url(via), '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: 0 } } });
       assert.deepEqual([invoked.body.version, invoked.body.response], [2, { version: 2, n: 0 }], `via ${via} right after the update`);
@@ -198,5 +210,19 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
     const invoked = await api(back.url, '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: 'back' } } });
     assert.deepEqual([invoked.status, invoked.body.response], [200, { version: 2, n: 'back' }]);
     assert.equal(await ownerOf('echo'), owner, 'the owner did not change back');
+  });
+
+  test('SIGTERM drains: the host hands its functions to the others before it exits', async () => {
+    const host = (await ownerOf('echo', 'a')) ?? assert.fail('echo has an owner');
+    const other = ['a', 'b', 'c'].find((name) => name !== host) ?? 'a';
+    const leaving = hosts.get(host) ?? assert.fail(`no host ${host}`);
+    leaving.process.kill('SIGTERM');
+    assert.equal(await leaving.exited, 0, leaving.output());
+    const next = await ownerOf('echo', other);
+    assert.ok(next !== undefined && next !== host, `owned by ${next} once ${host} has exited`);
+    const invoked = await api(url(other), '/v1/functions/echo/invoke', { method: 'POST', body: { event: { n: 'drained' } } });
+    assert.deepEqual([invoked.status, invoked.body.response], [200, { version: 2, n: 'drained' }], JSON.stringify(invoked.body));
+    const view = (await api(url(other), '/v1/hosts')).body.items.find((h: { id: string }) => h.id === host);
+    assert.deepEqual([view.alive, view.functions], [false, 0]);
   });
 });

@@ -1,4 +1,5 @@
 // The HTTP server: Fastify with CORS, body limits, error mapping, and the route plugins.
+import type { EventEmitter } from 'node:events';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HostView } from '../fleet/registry.js';
@@ -37,6 +38,8 @@ export interface FleetRouting {
   /** An onRequest hook for routes naming a function (`functionOf` reads which). */
   route(functionOf: (request: FastifyRequest) => string | undefined): OnRequest;
   internalApi(app: FastifyInstance): void;
+  /** Every host's function changes (GET /v1/events). */
+  changes: EventEmitter;
 }
 
 export type OnRequest = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
@@ -88,7 +91,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   options.fleet?.internalApi(app);
   const toOwner = options.fleet?.route(v1FunctionOf);
   await app.register(functionsRoutes(options.service, toOwner));
-  await app.register(eventsRoutes(options.service, toOwner));
+  await app.register(eventsRoutes(options.service, toOwner, options.fleet?.changes));
   await app.register(statsRoutes(options.service));
   await app.register(hostsRoutes(options.hosts));
   await app.register(lambdaRoutes(options.service, { ...options.lambda, apiToken: options.apiToken, toOwner: options.fleet?.route(lambdaFunctionOf) }));

@@ -1,6 +1,7 @@
 // This host's membership of a fleet (FNVM_DATABASE_URL set): its identity, the registry on the shared database,
 // the member that keeps its lease and its functions, and the forwarding of requests to the hosts that hold theirs.
 import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Kysely, PostgresDialect } from 'kysely';
 import { Pool } from 'pg';
 import type { FleetConfig } from '../config.js';
-import type { Placement } from '../functions/service.js';
+import type { FunctionChange, Placement } from '../functions/service.js';
+import type { Store } from '../store/types.js';
+import { ChangeFeed } from './changes.js';
 import { pgTypes } from '../store/postgres.js';
 import { checkClusterSecret, requireClusterSecret } from './cluster-secret.js';
 import { Forwarder } from './forward.js';
@@ -19,10 +22,14 @@ import { routeToOwner } from './routing.js';
 /** The functions service as the fleet drives it. */
 export interface FleetFunctions extends HeldFunctions {
   holds(ref: string): boolean;
+  /** Emits 'change' with a FunctionChange for every change made through this host. */
+  changes: EventEmitter;
 }
 
 export interface FleetOptions {
   databaseUrl: string;
+  /** The shared store (a change another host made is read back from it). */
+  store: Pick<Store, 'getFunction'>;
   config: FleetConfig;
   dataDir: string;
   log: (message: string) => void;
@@ -33,6 +40,7 @@ export interface FleetOptions {
 
 export class Fleet {
   readonly forwarder: Forwarder;
+  private readonly feed: ChangeFeed;
   private member: FleetMember | undefined;
   private registry: HostRegistry | undefined;
   private functions: FleetFunctions | undefined;
@@ -42,6 +50,12 @@ export class Fleet {
 
   private constructor(readonly hostId: string, private readonly db: Kysely<FleetTables>, private readonly options: FleetOptions, private readonly secret: string) {
     this.forwarder = new Forwarder({ hostId, secret });
+    this.feed = new ChangeFeed({ databaseUrl: options.databaseUrl, hostId, read: (id) => options.store.getFunction(id), log: options.log });
+  }
+
+  /** Every host's function changes, for this host's event streams. */
+  get changes(): EventEmitter {
+    return this.feed.changes;
   }
 
   /** The internal API other hosts call (refused without the cluster secret): this host as it sees itself. */
@@ -64,6 +78,7 @@ export class Fleet {
   /** The functions service this host runs (set before join). */
   attach(functions: FleetFunctions): void {
     this.functions = functions;
+    functions.changes.on('change', (change: FunctionChange) => this.feed.publish(change));
   }
 
   /** Registers this host at `listenUrl` (unless FNVM_ADVERTISE_URL says otherwise) and starts taking functions. */
@@ -74,6 +89,7 @@ export class Fleet {
     this.registry = new HostRegistry(this.db, {
       id: this.hostId, url, vcpu: availableParallelism(), memory_mb: config.memoryMb, max_functions: config.maxFunctions,
     }, this.options.leaseMs);
+    await this.feed.start();
     this.member = new FleetMember(this.registry, this.functions, { placementIntervalMs: this.options.placementIntervalMs, log: this.options.log });
     await this.member.join();
     this.options.log(`fleet: host ${this.hostId} joined at ${url} (generation ${this.registry.generation})`);
@@ -101,6 +117,7 @@ export class Fleet {
 
   async close(): Promise<void> {
     await this.member?.leave();
+    await this.feed.close();
     this.forwarder.close();
     await this.db.destroy();
   }
