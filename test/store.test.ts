@@ -18,7 +18,7 @@ import { forEachStore, rawPostgres, sqliteBackend, withPostgres, type StoreBacke
 
 const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const MIGRATIONS = [
-  '0001_initial', '0002_derived_last_invoked_at', '0003_snapstart', '0004_packages', '0005_invocation_stats', '0006_async_events', '0007_lambda_fields', '0008_fleet',
+  '0001_initial', '0002_derived_last_invoked_at', '0003_snapstart', '0004_packages', '0005_invocation_stats', '0006_async_events', '0007_lambda_fields', '0008_fleet', '0009_package_blobs',
 ];
 
 let nextId = 0;
