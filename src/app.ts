@@ -13,6 +13,7 @@ import { FunctionService } from './functions/service.js';
 import { ensureImages } from './images/build.js';
 import { logInvocations } from './observability/invocation-log.js';
 import { PrometheusMetrics } from './observability/prometheus.js';
+import { SharedPackages } from './packages/shared.js';
 import { PackageStore } from './packages/store.js';
 import { databaseLocation, openPostgresStore } from './store/postgres.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -81,9 +82,11 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
     baseRestoreMs: () => pool.restoreMs(),
     log,
   });
-  const packages = new PackageStore(join(config.dataDir, 'packages'));
+  const localPackages = new PackageStore(join(config.dataDir, 'packages'));
   // PostgreSQL: every host on the database is one of a fleet (a single one too).
   const fleet = config.databaseUrl === undefined ? undefined : Fleet.open({ databaseUrl: config.databaseUrl, store, config: config.fleet, dataDir: config.dataDir, log });
+  // A fleet's packages are in the shared database too: a function may be deployed on any host.
+  const packages = fleet ? new SharedPackages(localPackages, fleet.packageBlobs, log) : localPackages;
   const service = await FunctionService.open({
     store,
     pool,

@@ -6,19 +6,12 @@
 // function is placed and ready on another host, every acknowledged invocation has its record, and the killed
 // host, restarted, serves nothing it no longer owns; SIGTERM hands a host's functions to the others first.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { processesUsing } from '../src/vm/orphans.js';
-import { startCli, type CliServer } from './support/cli.js';
 import { eventually } from './support/eventually.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { TestFleet } from './support/fleet.js';
 import { follow, until } from './support/sse.js';
 
 const secret = 'fleet-test-secret-0123456789abcdef';
-const root = mkdtempSync(join(tmpdir(), 'fnvm-fleet-'));
-const children: CliServer[] = [];
 
 type Answer = { status: number; body: any };
 
@@ -34,20 +27,9 @@ async function api(base: string, path: string, init: { method?: string; body?: u
 }
 
 describe('a fleet of three hosts on one PostgreSQL', () => {
-  let postgres: TestPostgres;
-  let databaseUrl: string;
-  const hosts = new Map<string, CliServer>();
-
-  const startHost = async (name: string, env: Record<string, string> = {}) => {
-    const host = await startCli({
-      FNVM_DATABASE_URL: databaseUrl, FNVM_CLUSTER_SECRET: secret, FNVM_HOST_ID: name, FNVM_DATA_DIR: join(root, name),
-      FNVM_NETWORK: 'none', FNVM_POOL_SIZE: '0', FNVM_LOG_LEVEL: 'warn', ...env,
-    });
-    children.push(host);
-    hosts.set(name, host);
-    return host;
-  };
-  const url = (name: string) => hosts.get(name)?.url ?? assert.fail(`no host ${name}`);
+  const fleet = new TestFleet(secret);
+  const { hosts } = fleet;
+  const [startHost, url] = [fleet.start.bind(fleet), fleet.url.bind(fleet)];
   /** The host holding a function; undefined while it is being placed (the API answers 503 for it then). */
   const ownerOf = async (fn: string, via = 'b'): Promise<string | undefined> => {
     const { status, body } = await api(url(via), `/v1/functions/${fn}`);
@@ -57,22 +39,12 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
   };
 
   before(async () => {
-    postgres = await startPostgres();
-    databaseUrl = await postgres.createDatabase();
+    await fleet.open();
     await startHost('a');
     await startHost('b');
     await startHost('c', { FNVM_HOST_MEMORY_MB: '200' }); // takes functions of 128 MiB at most, one at a time
   });
-  after(async () => {
-    for (const child of children) if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
-    await Promise.all(children.map((child) => child.exited));
-    for (const child of children) {
-      const runDir = join(tmpdir(), `fnvm-${child.process.pid}`);
-      await eventually('the hosts\' QEMU processes to end', async () => (processesUsing(`${runDir}/`).length === 0 ? true : undefined), 15_000);
-    }
-    await postgres?.stop();
-    rmSync(root, { recursive: true, force: true });
-  });
+  after(() => fleet.stop());
 
   test('create via A, invoke via B and C; update via C is what A serves at once; hosts list', async () => {
     const code = 'exports.handler = async (event) => ({ version: 1, n: event.n });';

@@ -18,8 +18,7 @@ import { forEachStore, rawPostgres, sqliteBackend, withPostgres, type StoreBacke
 
 const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const MIGRATIONS = [
-  '0001_initial', '0002_derived_last_invoked_at', '0003_snapstart', '0004_packages', '0005_invocation_stats', '0006_async_events', '0007_lambda_fields',
-  '0008_fleet',
+  '0001_initial', '0002_derived_last_invoked_at', '0003_snapstart', '0004_packages', '0005_invocation_stats', '0006_async_events', '0007_lambda_fields', '0008_fleet', '0009_package_blobs',
 ];
 
 let nextId = 0;
@@ -110,8 +109,7 @@ forEachStore((backend) => {
       const created = await store.createFunction(input);
       assert.deepEqual(created, {
         ...input, created_at: created.created_at, updated_at: created.created_at, last_invoked_at: null, init_ms: null, snapshot_bytes: null,
-        description: '', lambda_role: null, lambda_runtime: null, async_max_retries: 2, async_max_event_age_seconds: 21_600, async_configured_at: null,
-        host_id: null,
+        description: '', lambda_role: null, lambda_runtime: null, async_max_retries: 2, async_max_event_age_seconds: 21_600, async_configured_at: null, host_id: null,
       });
       assert.match(created.created_at, ISO_UTC_MS);
 

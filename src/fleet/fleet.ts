@@ -16,6 +16,7 @@ import { pgTypes } from '../store/postgres.js';
 import { checkClusterSecret, requireClusterSecret } from './cluster-secret.js';
 import { Forwarder } from './forward.js';
 import { FleetMember, type HeldFunctions } from './member.js';
+import { PackageBlobs, type PackageBlobTables } from './package-blobs.js';
 import { HostRegistry, type FleetTables, type HostView } from './registry.js';
 import { routeToOwner } from './routing.js';
 
@@ -38,9 +39,15 @@ export interface FleetOptions {
   placementIntervalMs?: number;
 }
 
+/** Unused package blobs past their grace are deleted this often (by every host: the statement is cheap). */
+const blobSweepIntervalMs = 10 * 60_000;
+
 export class Fleet {
   readonly forwarder: Forwarder;
   private readonly feed: ChangeFeed;
+  /** The fleet's copy of every package, for hosts that take a function over (src/packages/shared.ts). */
+  readonly packageBlobs: PackageBlobs;
+  private blobSweepTimer: NodeJS.Timeout | null = null;
   private member: FleetMember | undefined;
   private registry: HostRegistry | undefined;
   private functions: FleetFunctions | undefined;
@@ -48,9 +55,16 @@ export class Fleet {
   /** How a new function is claimed: by this host if it has room, once it has joined. */
   readonly placement: Placement = { claim: (id) => this.member?.claim(id) ?? Promise.resolve(false) };
 
-  private constructor(readonly hostId: string, private readonly db: Kysely<FleetTables>, private readonly options: FleetOptions, private readonly secret: string) {
+  private constructor(
+    readonly hostId: string,
+    private readonly db: Kysely<FleetTables>,
+    private readonly blobsDb: Kysely<PackageBlobTables>,
+    private readonly options: FleetOptions,
+    private readonly secret: string,
+  ) {
     this.forwarder = new Forwarder({ hostId, secret });
     this.feed = new ChangeFeed({ databaseUrl: options.databaseUrl, hostId, read: (id) => options.store.getFunction(id), log: options.log });
+    this.packageBlobs = new PackageBlobs(blobsDb);
   }
 
   /** Every host's function changes, for this host's event streams. */
@@ -69,10 +83,15 @@ export class Fleet {
   /** Checks the settings (a fleet needs FNVM_CLUSTER_SECRET) and connects to the shared database. */
   static open(options: FleetOptions): Fleet {
     const secret = checkClusterSecret(options.config.clusterSecret);
-    const pool = new Pool({ connectionString: options.databaseUrl, types: pgTypes, max: 4, allowExitOnIdle: true });
-    pool.on('error', (error) => options.log(`fleet: an idle database connection failed: ${error.message}`));
-    const db = new Kysely<FleetTables>({ dialect: new PostgresDialect({ pool }) });
-    return new Fleet(options.config.hostId ?? hostIdIn(options.dataDir), db, options, secret);
+    const connect = (max: number) => {
+      const pool = new Pool({ connectionString: options.databaseUrl, types: pgTypes, max, allowExitOnIdle: true });
+      pool.on('error', (error) => options.log(`fleet: an idle database connection failed: ${error.message}`));
+      return new PostgresDialect({ pool });
+    };
+    // Packages (up to 50 MiB each way) have connections of their own: their transfers never hold up a heartbeat.
+    const db = new Kysely<FleetTables>({ dialect: connect(4) });
+    const blobsDb = new Kysely<PackageBlobTables>({ dialect: connect(2) });
+    return new Fleet(options.config.hostId ?? hostIdIn(options.dataDir), db, blobsDb, options, secret);
   }
 
   /** The functions service this host runs (set before join). */
@@ -92,6 +111,9 @@ export class Fleet {
     await this.feed.start();
     this.member = new FleetMember(this.registry, this.functions, { placementIntervalMs: this.options.placementIntervalMs, log: this.options.log });
     await this.member.join();
+    this.blobSweepTimer = setInterval(() => {
+      this.packageBlobs.sweep().catch((error: unknown) => this.options.log(`fleet: sweeping package blobs failed: ${error instanceof Error ? error.message : String(error)}`));
+    }, blobSweepIntervalMs).unref();
     this.options.log(`fleet: host ${this.hostId} joined at ${url} (generation ${this.registry.generation})`);
   }
 
@@ -116,10 +138,12 @@ export class Fleet {
   }
 
   async close(): Promise<void> {
+    if (this.blobSweepTimer) clearInterval(this.blobSweepTimer);
     await this.member?.leave();
     await this.feed.close();
     this.forwarder.close();
     await this.db.destroy();
+    await this.blobsDb.destroy();
   }
 }
 

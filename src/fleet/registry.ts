@@ -66,7 +66,7 @@ export interface HostView {
 export const defaultLeaseMs = 5000;
 
 /** The database's clock in unix ms (one clock for every host's lease). */
-const dbNow = sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+export const dbNow = sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
 /** A function's claim is live while its host holds a lease under the generation the claim was made in. */
 const withoutLiveOwner = (eb: ExpressionBuilder<FleetTables, 'functions'>) => eb.not(eb.exists(

@@ -205,7 +205,9 @@ export class FunctionService {
     const snapshotBytes = this.options.snapshots?.bytes(stored.id) || null; // a snapshot may have gone stale
     const record = stored.snapshot_bytes === snapshotBytes ? stored : await this.options.store.updateFunction(stored.id, { snapshot_bytes: snapshotBytes }) ?? stored;
     if (this.records.has(record.id)) return;
-    const asleep = record.state === 'ready' && record.vm_id === null;
+    // A sleeping function wakes with its package's image: one not on this host (it slept on another) deploys,
+    // which fetches the package, rather than fail its first invocation.
+    const asleep = record.state === 'ready' && record.vm_id === null && (!record.package || this.options.packages?.has(record.package.sha256) !== false);
     const redeploy = !asleep && record.state !== 'error';
     // A VM it had did not survive (a restart, or another host had it): from now on invocations wait for the
     // deploy rather than find no VM.
@@ -690,6 +692,8 @@ export class FunctionService {
       this.activity.emit('deployed', { functionId: id, name: record.name, ms: performance.now() - scheduled, outcome });
     try {
       if (record.state !== 'creating') await this.save(id, { state: 'creating', error: null });
+      // In a fleet the package may have been uploaded through another host: fetched first.
+      if (record.package) await this.options.packages?.ensure(record.package.sha256);
       await instance.deploy(this.deployment(record), async (state, vm) => {
         await this.save(id, { state, ...(vm ? this.vmFields(vm) : {}) });
       });

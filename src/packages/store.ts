@@ -60,6 +60,11 @@ export class PackageStore implements PackageRepository {
     return shaPattern.test(sha256) && existsSync(join(this.dir, sha256, 'info.json'));
   }
 
+  /** A package is on this host's disk or nowhere. */
+  ensure(_sha256: string): Promise<void> {
+    return Promise.resolve();
+  }
+
   zipPath(sha256: string): string {
     return join(this.packageDir(sha256), 'package.zip');
   }

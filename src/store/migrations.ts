@@ -201,6 +201,24 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('hosts').execute();
     },
   },
+  // A fleet's deployment packages (src/fleet/package-blobs.ts): the zip of every package a function uses, so that a
+  // host that takes a function over has its package. One host on SQLite never fills the table.
+  '0009_package_blobs': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.createTable('package_blobs')
+        .addColumn('sha256', 'text', (c) => c.primaryKey())
+        .addColumn('zip', isSqlite(db) ? 'blob' : 'bytea', (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('stored_at', 'bigint', (c) => c.notNull()) // unix ms on the database's clock: last stored or reused
+        .execute();
+      // Serves "does any function still use this package?" (deleting unused blobs).
+      await db.schema.createIndex('functions_package').on('functions').column('package_sha256').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.dropIndex('functions_package').execute();
+      await db.schema.dropTable('package_blobs').execute();
+    },
+  },
 };
 
 function isSqlite(db: Kysely<unknown>): boolean {
