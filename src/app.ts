@@ -99,7 +99,7 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
     asyncRetryDelayMs: config.asyncRetryDelayMs,
     asyncQueueDepth: config.asyncQueueDepth,
     snapshots,
-    ...(fleet && { placement: fleet.placement }),
+    ...(fleet && { placement: fleet.placement, hostId: fleet.hostId }),
     log,
   });
   fleet?.attach(service);

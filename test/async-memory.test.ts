@@ -40,7 +40,7 @@ test('300 queued events of 1 MiB add well under 64 MiB to the heap, and each att
     let open = false; // no slot until the measurement is done
     const queue = new AsyncQueue({
       store,
-      settings: () => ({ maxRetries: 2, maxEventAgeSeconds: 3600, retryDelayMs: 1000 }),
+      settings: () => ({ maxRetries: 2, maxEventAgeSeconds: 3600, retryDelayMs: 1000, attemptLeaseMs: 60_000 }),
       capacity: () => ({ inflight: open ? 0 : 8, max: 8 }),
       run: async (event, settle) => {
         const payload = await store.eventPayload(event.request_id);

@@ -130,6 +130,17 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
 
   test('kill -9 of the owner during invoke traffic: 503s, then served elsewhere; no acknowledged record lost; back, it serves nothing twice', async () => {
     assert.equal(await ownerOf('echo'), 'a');
+    // Asynchronous events queued on A as well: taken over with the function, each run to one success.
+    const slow = 'exports.handler = async (event) => { await new Promise((r) => setTimeout(r, 300)); return event.n; };';
+    assert.equal((await api(url('a'), '/v1/functions', { method: 'POST', body: { name: 'slowq', runtime: 'node', code: slow, timeout_seconds: 2, max_concurrency: 2 } })).status, 200);
+    await eventually('slowq to be ready on A', async () => ((await api(url('a'), '/v1/functions/slowq')).body.item?.state === 'ready' ? true : undefined), 120_000);
+    assert.equal(await ownerOf('slowq'), 'a');
+    const events: string[] = [];
+    for (let n = 0; n < 30; n++) {
+      const accepted = await api(url('b'), '/v1/functions/slowq/invoke', { method: 'POST', body: { event: { n } }, headers: { prefer: 'respond-async' } });
+      assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+      events.push(accepted.body.request_id);
+    }
     const acknowledged: string[] = [];
     const statuses = new Map<number, number>();
     let firstFailureAt = 0;
@@ -173,6 +184,18 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
     const stored = new Set(records.map((r) => r.request_id));
     for (const id of acknowledged) assert.ok(stored.has(id), `acknowledged invocation ${id} has its record`);
     assert.equal(new Set(acknowledged).size, acknowledged.length);
+    // Every event ran to exactly one success, wherever it ran, within its attempts.
+    await eventually('slowq\'s queue to drain on its new host', async () => ((await api(url('b'), '/v1/functions/slowq/queue')).body.queued === 0 ? true : undefined), 90_000);
+    const attempts: Array<{ request_id: string; status: string; attempt: number; invoked_at: string }> = (await api(url('b'), '/v1/functions/slowq/logs?limit=1000')).body.items;
+    for (const id of events) {
+      const mine = attempts.filter((r) => r.request_id === id);
+      assert.equal(mine.filter((r) => r.status === 'success').length, 1, `event ${id}: ${JSON.stringify(mine)}`);
+      assert.ok(mine.every((r) => r.attempt <= 3));
+    }
+    assert.ok(attempts.length >= events.length);
+    assert.ok(attempts.some((r) => Date.parse(r.invoked_at) > killedAt), 'the new host ran what A left');
+    assert.ok(attempts.some((r) => Date.parse(r.invoked_at) < killedAt), 'A ran some before it died');
+    assert.notEqual(await ownerOf('slowq'), 'a');
 
     // The killed host comes back under a new generation: it holds nothing, and serves echo by forwarding it.
     const back = await startHost('a');

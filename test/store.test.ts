@@ -18,7 +18,7 @@ import { forEachStore, rawPostgres, sqliteBackend, withPostgres, type StoreBacke
 
 const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const MIGRATIONS = [
-  '0001_initial', '0002_derived_last_invoked_at', '0003_snapstart', '0004_packages', '0005_invocation_stats', '0006_async_events', '0007_lambda_fields', '0008_fleet', '0009_package_blobs',
+  '0001_initial', '0002_derived_last_invoked_at', '0003_snapstart', '0004_packages', '0005_invocation_stats', '0006_async_events', '0007_lambda_fields', '0008_fleet', '0009_package_blobs', '0010_event_leases',
 ];
 
 let nextId = 0;
@@ -251,6 +251,28 @@ forEachStore((backend) => {
       assert.equal(await store.deleteEvent(deadA.request_id), true);
       assert.equal(await store.deleteEvent(deadA.request_id), false);
       assert.deepEqual(await store.countDeadLetters(), new Map([[fn.id, 1]]));
+    });
+
+    test('claims lease an event to one host: another host waits for the lease to end or the attempt to settle', async (t) => {
+      const store = await openStore(t, backend);
+      const fn = await store.createFunction(newFunction());
+      const event = newEvent(fn.id);
+      await store.enqueueEvent(event);
+      const { payload: _payload, ...queued } = event;
+      const claim = (attempts: number) => ({ ...queued, attempts, failures: attempts, updated_at: 1000 + attempts });
+      assert.equal(await store.claimEvent(claim(1), 'host-a', 60_000), true);
+      assert.deepEqual(await store.getEvent(event.request_id), { ...claim(1), payload: event.payload }, 'the claim is written');
+      assert.equal(await store.claimEvent(claim(2), 'host-b', 60_000), false, 'host-a holds a live lease');
+      assert.equal((await store.getEvent(event.request_id))?.attempts, 1, 'a refused claim writes nothing');
+      assert.equal(await store.claimEvent(claim(2), 'host-a', 60_000), true, 'its own lease does not stop a host');
+      // A settlement (here a retry saved with the record) ends the lease.
+      await store.recordInvocation(newInvocation(fn.id, { request_id: event.request_id, async: true, status: 'error' }), 100, { save: claim(2) });
+      assert.equal(await store.claimEvent(claim(3), 'host-b', 200), true);
+      // A lease runs out: a dead host's attempt is picked up after it.
+      assert.equal(await store.claimEvent(claim(4), 'host-a', 200), false);
+      await sleep(300);
+      assert.equal(await store.claimEvent(claim(4), 'host-a', 60_000), true);
+      assert.equal(await store.claimEvent({ ...claim(5), request_id: 'no-such-event' }, 'host-a', 60_000), false);
     });
 
     test('unix ms times beyond 2^31 and a save and a settlement of one event in one batch keep their order', async (t) => {
@@ -604,6 +626,25 @@ describe('SQLite files', () => {
 
 describe('PostgreSQL only', () => {
   const server = withPostgres();
+
+  test('hosts claiming one event at once: exactly one gets it', async (t) => {
+    const url = await server().createDatabase();
+    const stores = [await openPostgresStore(url), await openPostgresStore(url)];
+    t.after(() => Promise.all(stores.map((store) => store.close())));
+    const fn = await stores[0]!.createFunction(newFunction());
+    for (let round = 0; round < 20; round++) {
+      const event: AsyncEvent = {
+        request_id: uid('req'), function_id: fn.id, payload: '{}', state: 'queued', attempts: 0, failures: 0,
+        enqueued_at: 1000, next_attempt_at: 1000, last_error: null, dead_reason: null, updated_at: 1000,
+      };
+      await stores[0]!.enqueueEvent(event);
+      const { payload: _payload, ...claimed } = { ...event, attempts: 1 };
+      const won = await Promise.all(stores.flatMap((store, i) => [0, 1].map(() => store.claimEvent(claimed, `host-${i}`, 60_000))));
+      const winners = won.map((w, i) => (w ? `host-${Math.floor(i / 2)}` : null)).filter((h) => h !== null);
+      assert.equal(new Set(winners).size, 1, `round ${round}: one host won (${winners.join(', ')})`);
+      assert.equal((await stores[1]!.getEvent(event.request_id))?.attempts, 1);
+    }
+  });
 
   test('a batch is one transaction: its records share one transaction id', async (t) => {
     const url = await server().createDatabase();

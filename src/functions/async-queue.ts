@@ -22,10 +22,17 @@ export interface AttemptResult {
  */
 export type RunAttempt = (event: QueuedEvent, settle: (result: AttemptResult) => EventSettlement) => Promise<void>;
 
+export interface QueueSettings extends AsyncSettings {
+  /** How long a claimed attempt holds its event: the function's timeout and a margin. */
+  attemptLeaseMs: number;
+}
+
 export interface AsyncQueueOptions {
   store: Store;
+  /** The host its attempts' leases name (a fleet's host id). */
+  host?: string;
   /** A function's async settings; undefined once it is gone. */
-  settings: (functionId: string) => AsyncSettings | undefined;
+  settings: (functionId: string) => QueueSettings | undefined;
   /** The function's invocations in flight (sync and async) and its max_concurrency. */
   capacity: (functionId: string) => { inflight: number; max: number } | undefined;
   run: RunAttempt;
@@ -87,6 +94,9 @@ export function deadLetterOf(event: AsyncEvent): DeadLetter {
     failed_at: new Date(event.updated_at).toISOString(),
   };
 }
+
+/** An event another host holds a lease on is looked at again after this. */
+const leasedElsewhereRetryMs = 1000;
 
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
@@ -290,7 +300,11 @@ export class AsyncQueue {
     // The claim: committed before user code runs, as if it will fail (a crash then counts it).
     const failures = event.failures + 1;
     const claimed: QueuedEvent = { ...event, attempts: event.attempts + 1, failures, next_attempt_at: now + retryDelayMs(settings.retryDelayMs, failures), updated_at: now };
-    await this.options.store.saveEvent(claimed);
+    // Leased for as long as the attempt may take: another host (after this one died) runs it only once it ran out.
+    if (!(await this.options.store.claimEvent(claimed, this.options.host ?? 'local', settings.attemptLeaseMs))) {
+      if (this.queues.get(functionId) === queue) insertByTime(queue.waiting, { ...event, next_attempt_at: now + leasedElsewhereRetryMs });
+      return;
+    }
     // What the settlement decided, applied in memory once the record and it have committed.
     const decided: { settled: Settled | null } = { settled: null };
     const settle = (result: AttemptResult): EventSettlement => {

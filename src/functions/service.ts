@@ -80,6 +80,8 @@ export interface ServiceOptions {
   asyncQueueDepth: number;
   /** In a fleet (src/fleet): this host holds only the functions it has claimed; absent, it holds every one. */
   placement?: Placement;
+  /** The host id an async attempt's lease names (in a fleet). */
+  hostId?: string;
   log: (message: string) => void;
 }
 
@@ -93,6 +95,8 @@ const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'd
 /** Dead letters read per query of a page (bounds how far a page overshoots its byte budget). */
 const deadLetterChunk = 4;
 const maxAsyncAttempts = 32;
+/** An async attempt's lease outlasts the function's timeout by this (recording it, a slow host). */
+const attemptLeaseMarginMs = 5_000;
 const guestAddress = '10.0.2.15';
 
 /**
@@ -134,9 +138,13 @@ export class FunctionService {
     this.snapStart = options.snapshots && this.snapStartOver(options.snapshots);
     this.queue = new AsyncQueue({
       store: options.store,
+      ...(options.hostId !== undefined && { host: options.hostId }),
       settings: (id) => {
         const record = this.records.get(id);
-        return record && { maxRetries: record.async_max_retries, maxEventAgeSeconds: record.async_max_event_age_seconds, retryDelayMs: options.asyncRetryDelayMs };
+        return record && {
+          maxRetries: record.async_max_retries, maxEventAgeSeconds: record.async_max_event_age_seconds, retryDelayMs: options.asyncRetryDelayMs,
+          attemptLeaseMs: record.timeout_seconds * 1000 + attemptLeaseMarginMs,
+        };
       },
       capacity: (id) => {
         const record = this.records.get(id);

@@ -1,7 +1,7 @@
 // The Store's queries, written once with Kysely for SQLite and PostgreSQL alike; a store adds how it connects,
 // how it group-commits (invocation-writer.ts) and how its database reports a taken name.
 import type { ExpressionBuilder, Kysely } from 'kysely';
-import { sql } from 'kysely';
+import { sql, SqliteAdapter } from 'kysely';
 import type { KeyedBucket } from '../stats/batch.js';
 import { resolutions, retentionCutoff } from '../stats/resolutions.js';
 import type { InvocationWriter } from './invocation-writer.js';
@@ -104,6 +104,24 @@ export abstract class KyselyStore implements Store {
     return this.writer.write({ kind: 'enqueue', event });
   }
 
+  async claimEvent(event: QueuedEvent, host: string, leaseMs: number): Promise<boolean> {
+    const sqlite = this.db.getExecutor().adapter instanceof SqliteAdapter;
+    const now = sqlite ? sql<number>`${Date.now()}` : sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+    const claimable = this.db.selectFrom('async_events').select('request_id')
+      .where('request_id', '=', event.request_id).where('state', '=', 'queued')
+      .where((eb) => eb.or([eb('lease_host', 'is', null), eb('lease_host', '=', host), eb('lease_expires_at', '<', now)]));
+    // PostgreSQL: a row another host's claim has locked is skipped, not waited for (that claim decides it).
+    const target = sqlite ? claimable : claimable.forUpdate().skipLocked();
+    const { numUpdatedRows } = await this.db.updateTable('async_events')
+      .set({
+        attempts: event.attempts, failures: event.failures, next_attempt_at: event.next_attempt_at, updated_at: event.updated_at,
+        lease_host: host, lease_expires_at: sql`${now} + ${leaseMs}`,
+      })
+      .where('request_id', '=', (eb) => eb.selectFrom(target.as('claimable')).select('claimable.request_id'))
+      .executeTakeFirst();
+    return numUpdatedRows > 0n;
+  }
+
   saveEvent(event: QueuedEvent): Promise<void> {
     return this.writer.write({ kind: 'save', event });
   }
@@ -114,7 +132,7 @@ export abstract class KyselyStore implements Store {
   }
 
   async getEvent(requestId: string): Promise<AsyncEvent | undefined> {
-    const row = await this.db.selectFrom('async_events').selectAll().where('request_id', '=', requestId).executeTakeFirst();
+    const row = await this.db.selectFrom('async_events').select([...queuedEventColumns, 'payload']).where('request_id', '=', requestId).executeTakeFirst();
     return row && rowToEvent(row);
   }
 

@@ -219,6 +219,16 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('package_blobs').execute();
     },
   },
+  // Which host runs an event's attempt, until when (unix ms on the database's clock): KyselyStore.claimEvent.
+  '0010_event_leases': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('async_events').addColumn('lease_host', 'text').execute();
+      await db.schema.alterTable('async_events').addColumn('lease_expires_at', 'bigint').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      for (const column of ['lease_expires_at', 'lease_host']) await db.schema.alterTable('async_events').dropColumn(column).execute();
+    },
+  },
 };
 
 function isSqlite(db: Kysely<unknown>): boolean {

@@ -25,7 +25,8 @@ const statements = {
       $9::text[], $10::text[], $11::int[], $12::int[]) WITH ORDINALITY AS r(${invocationColumns.join(', ')}, n) ORDER BY n`,
   insertEvent: `INSERT INTO async_events (${eventColumns.join(', ')}) VALUES (${eventColumns.map((_, i) => `$${i + 1}`).join(', ')})`,
   // Every column but the payload, which a save never rewrites (up to 1 MiB).
-  updateEvent: `UPDATE async_events SET ${queuedEventColumns.slice(1).map((column, i) => `${column} = $${i + 2}`).join(', ')} WHERE request_id = $1`,
+  updateEvent: `UPDATE async_events SET ${queuedEventColumns.slice(1).map((column, i) => `${column} = $${i + 2}`).join(', ')},
+    lease_host = NULL, lease_expires_at = NULL WHERE request_id = $1`,
   deleteEvent: 'DELETE FROM async_events WHERE request_id = $1',
   // Per function: everything up to the newest record beyond the kept ones (none if there are not that many). The
   // cut is found once per function (LATERAL), then the delete is a range of the (function_id, seq) index.

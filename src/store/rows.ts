@@ -49,7 +49,7 @@ export interface Tables {
   functions: FunctionsTable;
   invocations: InvocationsTable;
   invocation_stats: StatsRow;
-  async_events: EventRow;
+  async_events: EventRow & EventLease;
 }
 
 /**
@@ -132,6 +132,12 @@ export function rowToInvocation(row: Selectable<InvocationsTable>): InvocationRe
     logs: parseJson<InvocationRecord['logs']>(logs),
     error: error === null ? null : parseJson<NonNullable<InvocationRecord['error']>>(error),
   };
+}
+
+/** Who runs an event's attempt, until when (not part of the event: the store's concern). */
+export interface EventLease {
+  lease_host: string | null;
+  lease_expires_at: number | null;
 }
 
 /** An event's columns but its payload: what saves write (never the payload) and the queue reads. */

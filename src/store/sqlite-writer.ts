@@ -22,7 +22,8 @@ export function sqliteBatchCommit(sqlite: Database.Database, exclusive: (write: 
   );
   const save = sqlite.prepare<[QueuedEventRow]>(
     `UPDATE async_events SET state = @state, attempts = @attempts, failures = @failures, enqueued_at = @enqueued_at,
-       next_attempt_at = @next_attempt_at, last_error = @last_error, dead_reason = @dead_reason, updated_at = @updated_at
+       next_attempt_at = @next_attempt_at, last_error = @last_error, dead_reason = @dead_reason, updated_at = @updated_at,
+       lease_host = NULL, lease_expires_at = NULL
      WHERE request_id = @request_id`,
   );
   const remove = sqlite.prepare<[string]>('DELETE FROM async_events WHERE request_id = ?');

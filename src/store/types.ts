@@ -143,6 +143,13 @@ export interface Store {
   recordInvocation(invocation: InvocationRecord, retention: number, settle?: EventSettlement): Promise<void>;
   /** Stores a new event (group-committed like records); resolves once it is durable. */
   enqueueEvent(event: AsyncEvent): Promise<void>;
+  /**
+   * Claims a queued event for an attempt: writes the claim (`event`, its attempt counted) with a lease for `host`
+   * of `leaseMs` on the database's clock, unless another host's lease on it is live: then false, nothing written.
+   * In a fleet, no two hosts run one event at once, and a dead host's leases run out (PostgreSQL: row locks with
+   * SKIP LOCKED). A save or settlement ends the lease.
+   */
+  claimEvent(event: QueuedEvent, host: string, leaseMs: number): Promise<boolean>;
   /** Writes an event's mutable fields as given, never its payload (group-committed); nothing if it is gone. */
   saveEvent(event: QueuedEvent): Promise<void>;
   deleteEvent(requestId: string): Promise<boolean>;
