@@ -84,7 +84,7 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
   });
   const localPackages = new PackageStore(join(config.dataDir, 'packages'));
   // PostgreSQL: every host on the database is one of a fleet (a single one too).
-  const fleet = config.databaseUrl === undefined ? undefined : Fleet.open({ databaseUrl: config.databaseUrl, store, config: config.fleet, dataDir: config.dataDir, log });
+  const fleet = config.databaseUrl === undefined ? undefined : Fleet.open({ databaseUrl: config.databaseUrl, store, config: config.fleet, maxLiveVms: config.maxLiveVms, dataDir: config.dataDir, log });
   // A fleet's packages are in the shared database too: a function may be deployed on any host.
   const packages = fleet ? new SharedPackages(localPackages, fleet.packageBlobs, log) : localPackages;
   const service = await FunctionService.open({
@@ -160,7 +160,7 @@ async function startOn(store: Store, config: Config, log: (message: string) => v
 function thisHost(config: Config, functions: FunctionRecord[], url: string): HostView {
   return {
     id: 'local', url, alive: true, draining: false, generation: 1,
-    capacity: { vcpu: availableParallelism(), memory_mb: config.fleet.memoryMb, max_functions: config.fleet.maxFunctions },
+    capacity: { vcpu: availableParallelism(), memory_mb: config.fleet.memoryMb, max_functions: config.fleet.maxFunctions, max_live_vms: config.maxLiveVms },
     used: { vcpu: functions.reduce((sum, f) => sum + f.vcpu, 0), memory_mb: functions.reduce((sum, f) => sum + f.memory_mb, 0) },
     functions: functions.length,
   };

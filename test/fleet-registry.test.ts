@@ -33,7 +33,7 @@ describe('host registry', () => {
     await postgres?.stop();
   });
 
-  const host = (id: string, memory_mb = 1024, max_functions = 100): HostIdentity => ({ id, url: `http://127.0.0.1:1${id.length}000/${id}`, vcpu: 2, memory_mb, max_functions });
+  const host = (id: string, memory_mb = 1024, max_functions = 100): HostIdentity => ({ id, url: `http://127.0.0.1:1${id.length}000/${id}`, vcpu: 2, memory_mb, max_functions, max_live_vms: 8 });
   const newFunction = async (memory_mb = 128) => {
     const n = nextFunction++;
     const fn = await store.createFunction({
@@ -56,7 +56,7 @@ describe('host registry', () => {
     const [view] = (await a.list()).filter((h) => h.id === 'a');
     assert.deepEqual(view, {
       id: 'a', url: host('a').url, alive: true, draining: false, generation: 2,
-      capacity: { vcpu: 2, memory_mb: 256, max_functions: 10 }, used: { vcpu: 2, memory_mb: 256 }, functions: 2,
+      capacity: { vcpu: 2, memory_mb: 256, max_functions: 10, max_live_vms: 8 }, used: { vcpu: 2, memory_mb: 256 }, functions: 2,
     });
     const one = new HostRegistry(db, host('one', 4096, 1), leaseMs);
     await one.register();

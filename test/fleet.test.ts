@@ -1,12 +1,15 @@
 // A fleet on one machine: three `fnvm serve` processes (distinct ports and data directories) on one real
 // PostgreSQL. A function created through host A is invoked through B and C (forwarded to its owner); an update
 // through C is what A serves at once and reaches every host's event stream within 100 ms; GET /v1/hosts shows
-// the three and what each holds; placement respects a host's capacity; the internal API refuses calls without
-// the cluster secret; kill -9 of the owner during invoke traffic: the others answer 503 (never hang) until the
-// function is placed and ready on another host, every acknowledged invocation has its record, and the killed
-// host, restarted, serves nothing it no longer owns; SIGTERM hands a host's functions to the others first.
+// the three and what each holds, and a host's console shows a function's host; placement respects a host's
+// capacity; the internal API refuses calls without the cluster secret; kill -9 of the owner during invoke and
+// async traffic: the others answer 503 (never hang) until the function is placed and ready on another host,
+// every acknowledged invocation has its record, every event ends as one success, and the killed host,
+// restarted, serves nothing it no longer owns; SIGTERM hands a host's functions to the others first.
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { after, before, describe, test } from 'node:test';
+import { openConsole } from './support/browser.js';
 import { eventually } from './support/eventually.js';
 import { TestFleet } from './support/fleet.js';
 import { follow, until } from './support/sse.js';
@@ -95,7 +98,17 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
       assert.equal(h.functions, name === 'a' ? 1 : 0);
     }
     assert.deepEqual((view.get('a') as any).used, { vcpu: 1, memory_mb: 256 });
-    assert.equal((view.get('c') as any).capacity.memory_mb, 200);
+    // The console of another host shows the function's host.
+    const browser = await openConsole(url('c'), 20_000);
+    try {
+      await browser.page.goto(`/functions/${item.id}`);
+      await browser.page.getByTestId('host').waitFor();
+      assert.equal(await browser.page.getByTestId('host').innerText(), 'a');
+      assert.deepEqual(browser.pageErrors, []);
+    } finally {
+      await browser.browser.close();
+    }
+    assert.deepEqual((view.get('c') as any).capacity, { vcpu: availableParallelism(), memory_mb: 200, max_functions: 500, max_live_vms: 64 });
   });
 
   test('placement respects capacity: a full host gets nothing', async () => {

@@ -105,6 +105,7 @@ describe('web console', () => {
     await stateOf(page, 'function-state', 'ready').waitFor({ timeout: deployMs });
     await page.getByTestId('deploy-status').getByText('The function is ready').waitFor();
     assert.match(await page.getByTestId('vm-id').innerText(), /\S/, 'the VM is shown');
+    assert.equal(await page.getByTestId('host').innerText(), 'this server (not a fleet)');
 
     const stored = (await fnvm.api(`/v1/functions/${nodeId}`)).body.item;
     assert.equal(stored.code, nodeCode, 'the editor sent exactly what was typed');

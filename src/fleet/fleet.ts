@@ -32,6 +32,8 @@ export interface FleetOptions {
   /** The shared store (a change another host made is read back from it). */
   store: Pick<Store, 'getFunction'>;
   config: FleetConfig;
+  /** FNVM_MAX_LIVE_VMS, reported as part of the host's capacity. */
+  maxLiveVms: number;
   dataDir: string;
   log: (message: string) => void;
   /** The registry's lease and the member's placement round (tests shorten them). */
@@ -106,7 +108,7 @@ export class Fleet {
     const { config } = this.options;
     const url = config.advertiseUrl ?? listenUrl;
     this.registry = new HostRegistry(this.db, {
-      id: this.hostId, url, vcpu: availableParallelism(), memory_mb: config.memoryMb, max_functions: config.maxFunctions,
+      id: this.hostId, url, vcpu: availableParallelism(), memory_mb: config.memoryMb, max_functions: config.maxFunctions, max_live_vms: this.options.maxLiveVms,
     }, this.options.leaseMs);
     await this.feed.start();
     this.member = new FleetMember(this.registry, this.functions, { placementIntervalMs: this.options.placementIntervalMs, log: this.options.log });

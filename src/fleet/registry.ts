@@ -13,6 +13,8 @@ export interface HostsTable {
   memory_mb: number;
   /** Functions this host may hold. */
   max_functions: number;
+  /** Of them, with a live VM at once (FNVM_MAX_LIVE_VMS: the others sleep). */
+  max_live_vms: number;
   /** Bumped at every registration (start); claims carry it. */
   generation: number;
   /** Unix ms on the database's clock. */
@@ -41,6 +43,7 @@ export interface HostCapacity {
   vcpu: number;
   memory_mb: number;
   max_functions: number;
+  max_live_vms: number;
 }
 
 export interface HostIdentity extends HostCapacity {
@@ -97,12 +100,12 @@ export class HostRegistry {
 
   /** Registers (or re-registers) this host with a fresh lease and a new generation. */
   async register(): Promise<number> {
-    const { id, url, vcpu, memory_mb, max_functions } = this.host;
+    const { id, url, vcpu, memory_mb, max_functions, max_live_vms } = this.host;
     const row = await this.db
       .insertInto('hosts')
-      .values({ id, url, vcpu, memory_mb, max_functions, generation: 1, lease_expires_at: sql`${dbNow} + ${this.leaseMs}`, started_at: dbNow, draining: 0 })
+      .values({ id, url, vcpu, memory_mb, max_functions, max_live_vms, generation: 1, lease_expires_at: sql`${dbNow} + ${this.leaseMs}`, started_at: dbNow, draining: 0 })
       .onConflict((oc) => oc.column('id').doUpdateSet({
-        url, vcpu, memory_mb, max_functions, draining: 0,
+        url, vcpu, memory_mb, max_functions, max_live_vms, draining: 0,
         generation: sql`hosts.generation + 1`,
         lease_expires_at: sql`${dbNow} + ${this.leaseMs}`,
         started_at: dbNow,
@@ -215,7 +218,7 @@ export class HostRegistry {
       .selectFrom('hosts')
       .leftJoin('functions', (join) => join.onRef('functions.host_id', '=', 'hosts.id').onRef('functions.host_generation', '=', 'hosts.generation'))
       .select((eb) => [
-        'hosts.id', 'hosts.url', 'hosts.vcpu', 'hosts.memory_mb', 'hosts.max_functions', 'hosts.generation', 'hosts.draining',
+        'hosts.id', 'hosts.url', 'hosts.vcpu', 'hosts.memory_mb', 'hosts.max_functions', 'hosts.max_live_vms', 'hosts.generation', 'hosts.draining',
         eb('hosts.lease_expires_at', '>', dbNow).as('alive'),
         eb.fn.count<number>('functions.id').as('functions'),
         eb.fn.coalesce(eb.fn.sum<number>('functions.memory_mb'), sql<number>`0`).as('used_memory_mb'),
@@ -227,7 +230,7 @@ export class HostRegistry {
     return rows
       .map((r) => ({
         id: r.id, url: r.url, alive: r.alive === true, draining: r.draining === 1, generation: r.generation,
-        capacity: { vcpu: r.vcpu, memory_mb: r.memory_mb, max_functions: r.max_functions },
+        capacity: { vcpu: r.vcpu, memory_mb: r.memory_mb, max_functions: r.max_functions, max_live_vms: r.max_live_vms },
         // sum() of integers is numeric in PostgreSQL, which node-postgres gives as text.
         used: { vcpu: Number(r.used_vcpu), memory_mb: Number(r.used_memory_mb) },
         functions: Number(r.functions),

@@ -186,6 +186,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn('vcpu', 'integer', (c) => c.notNull())
         .addColumn('memory_mb', 'integer', (c) => c.notNull())
         .addColumn('max_functions', 'integer', (c) => c.notNull())
+        .addColumn('max_live_vms', 'integer', (c) => c.notNull())
         .addColumn('generation', 'integer', (c) => c.notNull())
         .addColumn('lease_expires_at', 'bigint', (c) => c.notNull())
         .addColumn('started_at', 'bigint', (c) => c.notNull())

@@ -62,6 +62,7 @@ function Details({ fn, health, now }: { fn: FunctionRecord; health: Health | nul
     ['VM ID', fn.vm_id ? <code data-testid="vm-id">{fn.vm_id}</code>
       : <span className="muted">{fn.state === 'ready' ? 'none: idle, scaled to zero (the next invocation starts one)' : 'none'}</span>],
     ['Guest IP', fn.guest_ip ?? <span className="muted">none</span>],
+    ['Host', <span data-testid="host">{fn.host_id ?? 'this server (not a fleet)'}</span>],
     ['Initialisation', fn.init_ms === null ? <span className="muted">not measured yet</span> : `${Math.round(fn.init_ms)} ms`],
     ['Snapshot', fn.snapshot_bytes === null
       ? <span className="muted">none (a wake loads the code again)</span>
