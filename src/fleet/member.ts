@@ -114,8 +114,9 @@ export class FleetMember {
   private async place(): Promise<void> {
     if (this.stateNow !== 'member') return;
     const owned = new Set(await this.registry.owned());
-    for (const id of this.functions.held()) if (!owned.has(id)) await this.functions.release(id);
-    for (const id of owned) if (!this.functions.held().includes(id)) await this.functions.adopt(id);
+    const held = new Set(this.functions.held());
+    for (const id of held) if (!owned.has(id)) await this.functions.release(id);
+    for (const id of owned) if (!held.has(id)) await this.functions.adopt(id);
     for (const id of await this.registry.orphans()) {
       if (this.stateNow !== 'member') return;
       if (await this.registry.claim(id)) await this.functions.adopt(id);

@@ -172,15 +172,6 @@ export class HostRegistry {
     return rows.map((r) => r.id);
   }
 
-  /** Where a function is served: its live owner's id and URL; undefined while it has none (being placed). */
-  async ownerOf(functionId: string): Promise<{ id: string; url: string } | undefined> {
-    return this.db.selectFrom('functions')
-      .innerJoin('hosts', (join) => join.onRef('hosts.id', '=', 'functions.host_id').onRef('hosts.generation', '=', 'functions.host_generation'))
-      .select(['hosts.id', 'hosts.url'])
-      .where('functions.id', '=', functionId).where('hosts.lease_expires_at', '>', dbNow)
-      .executeTakeFirst();
-  }
-
   /** A function (by id or name) and its live owner: null while it has none, undefined if there is no such function. */
   async locate(ref: string): Promise<{ id: string; url: string } | null | undefined> {
     const row = await this.db.selectFrom('functions')

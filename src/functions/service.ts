@@ -91,9 +91,9 @@ export interface Placement {
 }
 
 const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
-/** Async attempts running at once on the host, over every function: the rest wait, sync traffic goes first. */
 /** Dead letters read per query of a page (bounds how far a page overshoots its byte budget). */
 const deadLetterChunk = 4;
+/** Async attempts running at once on the host, over every function: the rest wait, sync traffic goes first. */
 const maxAsyncAttempts = 32;
 /** An async attempt's lease outlasts the function's timeout by this (recording it, a slow host). */
 const attemptLeaseMarginMs = 5_000;
