@@ -1,7 +1,9 @@
 // The fleet's extra hop: a small JSON POST straight to the host that owns the function vs through another host
 // that forwards it (src/fleet/forward.ts), in the same run. Owner and front are processes of their own, the
 // client too (bench/http-client.js, keep-alive), so no two of them share an event loop.
-// Usage: node dist/bench/forward.js [count per path, default 5000]
+// Usage: node dist/bench/forward.js [count per path, default 5000] [owner's answer delay in ms, default 0]
+// A delay (a real warm invoke takes a few ms) lets the processes fall idle between requests, as they do in a fleet:
+// the hop then includes waking two more of them.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -12,13 +14,14 @@ import { httpClient, ms, percentile, row } from './stats.js';
 const secret = 'bench-cluster-secret-0123456789';
 
 /** A host of the benchmark: listens on a free loopback port, prints its URL, exits when its stdin closes. */
-async function serve(role: string, ownerUrl: string | undefined): Promise<void> {
+async function serve(role: string, ownerUrl: string | undefined, delayMs: number): Promise<void> {
   const app = Fastify({ logger: { level: 'warn' } });
   if (role === 'owner') {
     // What an invocation answers, without a VM behind it.
-    app.post('/v1/functions/:id/invoke', async (request) => ({
-      request_id: 'r', status: 'success', duration_ms: 0.05, response: request.body, logs: [], error: null, cold_start: false, version: 1,
-    }));
+    app.post('/v1/functions/:id/invoke', async (request) => {
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return { request_id: 'r', status: 'success', duration_ms: 0.05, response: request.body, logs: [], error: null, cold_start: false, version: 1 };
+    });
   } else {
     const forwarder = new Forwarder({ hostId: 'front', secret });
     app.addHook('onRequest', forwarder.hook(() => ({ id: 'owner', url: ownerUrl ?? '' })));
@@ -41,18 +44,14 @@ function start(args: string[]): Promise<{ child: ChildProcess; url: string }> {
 
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 5000);
-  const owner = await start(['owner']);
+  const delayMs = process.argv[3] ?? '0';
+  const owner = await start(['owner', '', delayMs]);
   const front = await start(['front', owner.url]);
   try {
     const body = JSON.stringify({ event: { name: 'World', n: 1 } });
     const path = '/v1/functions/bench/invoke';
-    // Alternating halves, so that a drift of the machine during the run weighs on both paths alike.
-    const direct: number[] = [];
-    const forwarded: number[] = [];
-    for (let round = 0; round < 2; round++) {
-      direct.push(...(await httpClient(`${owner.url}${path}`, body, 'latency', count / 2)).samples);
-      forwarded.push(...(await httpClient(`${front.url}${path}`, body, 'latency', count / 2)).samples);
-    }
+    // One request to each in turn, so that a drift of the machine weighs on both paths alike.
+    const { series: [direct, forwarded] } = (await httpClient(`${owner.url}${path},${front.url}${path}`, body, 'latency', count)) as { series: [number[], number[]] };
     const p = (samples: number[], q: number) => percentile(samples, q);
     row(`direct to the owner p50 / p99 (${direct.length})`, `${ms(p(direct, 50))} / ${ms(p(direct, 99))}`);
     row(`through the front host p50 / p99 (${forwarded.length})`, `${ms(p(forwarded, 50))} / ${ms(p(forwarded, 99))}`);
@@ -72,6 +71,6 @@ async function main(): Promise<void> {
   }
 }
 
-const [role, ownerUrl] = process.argv.slice(2);
-if (role === 'owner' || role === 'front') await serve(role, ownerUrl);
+const [role, ownerUrl, delayMs] = process.argv.slice(2);
+if (role === 'owner' || role === 'front') await serve(role, ownerUrl, Number(delayMs ?? 0));
 else await main();

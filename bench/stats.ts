@@ -26,7 +26,8 @@ export function row(label: string, value: string): void {
 
 /**
  * Runs bench/http-client.js in its own process (a client sharing the server's event loop would inflate it):
- * `{samples}` in ms in latency mode (after 300 warm-up requests), `{ok, failed, seconds}` in throughput mode.
+ * `{samples}` in ms in latency mode (after 300 warm-up requests; `{series}`, one per URL, for comma-separated URLs,
+ * sent to in turn), `{ok, failed, seconds}` in throughput mode. An empty body sends GETs.
  */
 export async function httpClient(url: string, body: string, mode: 'latency' | 'throughput', amount: number, concurrency = 32): Promise<any> {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'http-client.js');

@@ -3,6 +3,7 @@
 // changes, read back from the store, for its own event streams (GET /v1/events). LISTEN needs a connection of
 // its own; it is reopened after a failure (changes in between are missed: the console re-reads on reconnect).
 import { EventEmitter } from 'node:events';
+import { sql, type QueryExecutorProvider } from 'kysely';
 import { Client } from 'pg';
 import type { FunctionChange } from '../functions/service.js';
 import type { FunctionRecord } from '../store/types.js';
@@ -16,6 +17,19 @@ export interface ChangeFeedOptions {
   /** The current record of a function another host changed (undefined once it is gone). */
   read: (id: string) => Promise<FunctionRecord | undefined>;
   log: (message: string) => void;
+}
+
+/** What a notification says: which host made a change to which function. */
+function notePayload(host: string, id: string, deleted: boolean): string {
+  return JSON.stringify({ host, id, deleted });
+}
+
+/**
+ * Tells every host that a function's row changed (its owner, by a claim); inside a transaction, on commit. The
+ * other hosts' feeds read the function back like any change, so their views and owner caches follow.
+ */
+export async function notifyChange(db: QueryExecutorProvider, hostId: string, functionId: string): Promise<void> {
+  await sql`SELECT pg_notify(${channel}, ${notePayload(hostId, functionId, false)})`.execute(db);
 }
 
 /** A notification as this module sends it, checked field by field (any database user can NOTIFY). */
@@ -57,7 +71,7 @@ export class ChangeFeed {
   publish(change: FunctionChange): void {
     this.changes.emit('change', change);
     const deleted = 'deleted' in change;
-    const payload = JSON.stringify({ host: this.options.hostId, id: deleted ? change.deleted : change.item.id, deleted });
+    const payload = notePayload(this.options.hostId, deleted ? change.deleted : change.item.id, deleted);
     this.client?.query('SELECT pg_notify($1, $2)', [channel, payload]).catch((error: unknown) => {
       this.options.log(`fleet: a change could not be told to the other hosts: ${error instanceof Error ? error.message : String(error)}`);
     });

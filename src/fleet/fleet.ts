@@ -17,6 +17,7 @@ import { checkClusterSecret, requireClusterSecret } from './cluster-secret.js';
 import { Forwarder } from './forward.js';
 import { FleetMember, type HeldFunctions } from './member.js';
 import { PackageBlobs, type PackageBlobTables } from './package-blobs.js';
+import { OwnerCache } from './owners.js';
 import { HostRegistry, type FleetTables, type HostView } from './registry.js';
 import { routeToOwner } from './routing.js';
 
@@ -52,6 +53,8 @@ export class Fleet {
   private blobSweepTimer: NodeJS.Timeout | null = null;
   private member: FleetMember | undefined;
   private registry: HostRegistry | undefined;
+  /** Functions' owners as the registry last said, for the requests this host forwards. */
+  private readonly owners: OwnerCache;
   private functions: FleetFunctions | undefined;
 
   /** How a new function is claimed: by this host if it has room, once it has joined. */
@@ -67,6 +70,8 @@ export class Fleet {
     this.forwarder = new Forwarder({ hostId, secret });
     this.feed = new ChangeFeed({ databaseUrl: options.databaseUrl, hostId, read: (id) => options.store.getFunction(id), log: options.log });
     this.packageBlobs = new PackageBlobs(blobsDb);
+    this.owners = new OwnerCache({ lookup: (ref) => (this.registry ? this.registry.locate(ref) : Promise.resolve({ functionId: ref, owner: null, leaseLeftMs: 0 })) });
+    this.feed.changes.on('change', (change: FunctionChange) => this.owners.changed(change));
   }
 
   /** Every host's function changes, for this host's event streams. */
@@ -124,8 +129,8 @@ export class Fleet {
     return routeToOwner({
       hostId: this.hostId,
       holds: (ref) => this.functions?.holds(ref) ?? false,
-      locate: (ref) => (this.registry ? this.registry.locate(ref) : Promise.resolve(null)),
-      forward: (request, reply, target) => this.forwarder.forward(request, reply, target),
+      locate: (ref) => this.owners.locate(ref),
+      forward: (request, reply, target) => this.forwarder.forward(request, reply, target, () => this.owners.failed(target.id)),
       functionOf,
     });
   }

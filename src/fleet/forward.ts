@@ -1,7 +1,6 @@
 // Forwarding a request to the host that holds its function: the body streams both ways unbuffered, status and
 // end-to-end headers pass unchanged, and a failure is a prompt 503 or an aborted response, never a hang.
-import { Agent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
+import { Agent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type RequestOptions, type ServerResponse } from 'node:http';
 import { urlToHttpOptions } from 'node:url';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { clusterSecretHeader, secretMatcher } from './cluster-secret.js';
@@ -51,6 +50,7 @@ export class Forwarder {
   // Keep-alive: a forwarded request usually finds a connection open, which keeps the extra hop well under 1 ms.
   private readonly agent = new Agent({ keepAlive: true, scheduling: 'lifo', noDelay: true });
   private readonly connectTimeoutMs: number;
+  private readonly bases = new Map<string, { options: RequestOptions; path: string }>();
   readonly forwardedBy: ForwardedBy;
 
   constructor(private readonly options: ForwarderOptions) {
@@ -77,8 +77,9 @@ export class Forwarder {
    * Answers the request with the target's answer. Takes the reply over (hijack), so the caller must not send;
    * the body must still be unread: call it from an onRequest hook (see hook()) or a route whose content-type
    * parser hands the payload stream through. A request another host already forwarded gets 503, not a second hop.
+   * `failed` hears of a target that could not be reached or answered 503 (it may not hold the function any more).
    */
-  forward(request: FastifyRequest, reply: FastifyReply, target: ForwardTarget): void {
+  forward(request: FastifyRequest, reply: FastifyReply, target: ForwardTarget, failed?: () => void): void {
     const incoming = request.raw;
     if (incoming.readableFlowing !== null) throw new Error('forward() needs the request body unread: call it from an onRequest hook');
     reply.hijack();
@@ -100,8 +101,9 @@ export class Forwarder {
     }
     let answered = false;
     const unreachable = (error: Error) => {
-      if (answered || res.destroyed) return; // after the head the response pipeline handles it; a gone client needs nothing
+      if (answered || res.destroyed) return; // after the head the response's close handles it; a gone client needs nothing
       answered = true;
+      failed?.();
       refuse(`host ${target.id} at ${target.url} is unreachable: ${error.message}`);
     };
     let upstream: ClientRequest;
@@ -120,14 +122,19 @@ export class Forwarder {
     });
     upstream.on('response', (answer) => {
       answered = true;
+      if (answer.statusCode === 503) failed?.();
       res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.headers));
       // The head goes out with the first chunk of body; if none is there yet (an event stream), on its own, so
       // that an EventSource opens at once. Writing it always would cost a packet on every small answer.
       setImmediate(() => {
         if (!res.writableEnded && !res.destroyed) res.flushHeaders();
       });
-      // An owner that dies mid-answer fails the pipeline, which destroys the response: the client sees it cut short.
-      pipeline(answer, res, () => {});
+      // An owner that dies mid-answer destroys the response: the client sees it cut short. (pipe, not pipeline:
+      // pipeline makes an AbortController and an AbortError with its stack per request, a tenth of the hop's CPU.)
+      answer.once('close', () => {
+        if (!answer.complete) res.destroy();
+      });
+      answer.pipe(res);
     });
     // The client went away before its answer was complete: so does the request to the owner.
     res.on('close', () => {
@@ -137,14 +144,25 @@ export class Forwarder {
   }
 
   private request(request: FastifyRequest, target: ForwardTarget): ClientRequest {
-    const base = new URL(target.url);
-    if (base.protocol !== 'http:') throw new Error(`unsupported protocol ${base.protocol}`);
+    const base = this.base(target.url);
     const headers = endToEnd(request.headers);
     headers[clusterSecretHeader] = this.options.secret;
     headers[forwardedByHeader] = this.options.hostId;
     // The path and query as received, byte for byte. Host stays the client's: SigV4 signatures cover it.
-    const path = base.pathname.replace(/\/$/, '') + request.url;
-    return httpRequest({ ...urlToHttpOptions(base), agent: this.agent, method: request.method, path, headers });
+    return httpRequest({ ...base.options, agent: this.agent, method: request.method, path: base.path + request.url, headers });
+  }
+
+  /** A host's URL, parsed once (there are only as many as hosts). */
+  private base(url: string): { options: RequestOptions; path: string } {
+    let base = this.bases.get(url);
+    if (!base) {
+      const parsed = new URL(url);
+      if (parsed.protocol !== 'http:') throw new Error(`unsupported protocol ${parsed.protocol}`);
+      base = { options: urlToHttpOptions(parsed), path: parsed.pathname.replace(/\/$/, '') };
+      if (this.bases.size >= 1024) this.bases.clear();
+      this.bases.set(url, base);
+    }
+    return base;
   }
 
   /** Closes the kept-alive connections (and any forwarded request still running). */

@@ -4,6 +4,7 @@
 // a claim records the generation it was made under, so a host that lost its lease (and so its functions) and
 // came back under a new generation cannot mistake an old claim for a current one (fencing).
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
+import { notifyChange } from './changes.js';
 
 export interface HostsTable {
   id: string;
@@ -63,6 +64,13 @@ export interface HostView {
   used: { vcpu: number; memory_mb: number };
   /** How many functions it holds. */
   functions: number;
+}
+
+/** Where a function is served: its id, its live owner (null: none now) and how long that owner's lease has left. */
+export interface Located {
+  functionId: string;
+  owner: { id: string; url: string } | null;
+  leaseLeftMs: number;
 }
 
 /** A lease is this long by default; hosts renew it every third of it, so a missed heartbeat still holds it. */
@@ -143,7 +151,8 @@ export class HostRegistry {
 
   /**
    * Claims a function for this host if it has no live owner and this host has room for it, in one transaction
-   * under this host's row lock (so concurrent claims onto one host see each other's); false otherwise.
+   * under this host's row lock (so concurrent claims onto one host see each other's); false otherwise. Every host
+   * hears of a claim (notifyChange) when it commits.
    */
   claim(functionId: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
@@ -155,14 +164,19 @@ export class HostRegistry {
         .where('id', '=', functionId)
         .where(withoutLiveOwner)
         .executeTakeFirst();
-      return claimed.numUpdatedRows > 0n;
+      if (claimed.numUpdatedRows === 0n) return false;
+      await notifyChange(trx, this.host.id, functionId);
+      return true;
     });
   }
 
-  /** Hands a function back (a drain): another host with room claims it. */
+  /** Hands a function back (a drain): another host with room claims it. Every host hears of it (as of a claim). */
   async unclaim(functionId: string): Promise<void> {
-    await this.db.updateTable('functions').set({ host_id: null, host_generation: null })
-      .where('id', '=', functionId).where('host_id', '=', this.host.id).where('host_generation', '=', this.generationNow).execute();
+    await this.db.transaction().execute(async (trx) => {
+      const released = await trx.updateTable('functions').set({ host_id: null, host_generation: null })
+        .where('id', '=', functionId).where('host_id', '=', this.host.id).where('host_generation', '=', this.generationNow).executeTakeFirst();
+      if (released.numUpdatedRows > 0n) await notifyChange(trx, this.host.id, functionId);
+    });
   }
 
   /** Which of these functions no live host owns (deleted ones are owned by nobody and not listed). */
@@ -172,18 +186,22 @@ export class HostRegistry {
     return rows.map((r) => r.id);
   }
 
-  /** A function (by id or name) and its live owner: null while it has none, undefined if there is no such function. */
-  async locate(ref: string): Promise<{ id: string; url: string } | null | undefined> {
+  /**
+   * A function (by id or name) and its live owner (null while it has none), with how long the owner's lease has
+   * left; undefined if there is no such function.
+   */
+  async locate(ref: string): Promise<Located | undefined> {
     const row = await this.db.selectFrom('functions')
       .leftJoin('hosts', (join) => join.onRef('hosts.id', '=', 'functions.host_id').onRef('hosts.generation', '=', 'functions.host_generation')
         .on('hosts.lease_expires_at', '>', dbNow))
-      .select(['functions.id as function_id', 'hosts.id', 'hosts.url'])
+      .select(['functions.id as function_id', 'hosts.id', 'hosts.url', sql<number | null>`hosts.lease_expires_at - ${dbNow}`.as('lease_left_ms')])
       .where((eb) => eb.or([eb('functions.id', '=', ref), eb('functions.name', '=', ref)]))
       .orderBy(sql`functions.id = ${ref}`, 'desc') // an id before a name (as FunctionService.get)
       .limit(1)
       .executeTakeFirst();
     if (!row) return undefined;
-    return row.id !== null && row.url !== null ? { id: row.id, url: row.url } : null;
+    const owner = row.id !== null && row.url !== null ? { id: row.id, url: row.url } : null;
+    return { functionId: row.function_id, owner, leaseLeftMs: Number(row.lease_left_ms ?? 0) };
   }
 
   /** Functions without a live owner: none yet, one whose lease ran out, or one that registered again since. */

@@ -12,6 +12,7 @@ export interface RoutingOptions {
   holds: (ref: string) => boolean;
   /** The function's live owner; null if it has none now; undefined if there is no such function. */
   locate: (ref: string) => Promise<ForwardTarget | null | undefined>;
+  /** Answers the request with the owner's answer (Forwarder.forward). */
   forward: (request: FastifyRequest, reply: FastifyReply, target: ForwardTarget) => void;
   /** The function a request names (undefined: about no particular function). */
   functionOf: (request: FastifyRequest) => string | undefined;
