@@ -3,6 +3,7 @@
 // sooner when the function changes owner, name or existence (every host hears of that through the change feed:
 // claims and hand-backs notify it too) or when forwarding to it fails. Placement (no owner yet) is not remembered.
 import type { FunctionChange } from '../functions/service.js';
+import { SingleFlight } from '../single-flight.js';
 import type { ForwardTarget } from './forward.js';
 import type { Located } from './registry.js';
 
@@ -25,7 +26,7 @@ export class OwnerCache {
   /** By the ref a request named the function with (its id or its name). */
   private readonly entries = new Map<string, Entry>();
   /** Lookups under way, shared by the requests that arrive meanwhile. */
-  private readonly pending = new Map<string, Promise<ForwardTarget | null | undefined>>();
+  private readonly pending = new SingleFlight<string, ForwardTarget | null | undefined>();
   /** Bumped whenever something might have changed owners: a lookup that started before does not store its answer. */
   private epoch = 0;
   private readonly maxEntries: number;
@@ -41,11 +42,7 @@ export class OwnerCache {
     const entry = this.entries.get(ref);
     if (entry && entry.until > this.now()) return Promise.resolve(entry.owner);
     if (entry) this.entries.delete(ref);
-    const pending = this.pending.get(ref);
-    if (pending) return pending;
-    const lookup = this.lookUp(ref).finally(() => this.pending.delete(ref));
-    this.pending.set(ref, lookup);
-    return lookup;
+    return this.pending.run(ref, () => this.lookUp(ref));
   }
 
   /** A change to a function, from any host: its remembered owner goes unless the change shows it kept it. */

@@ -7,11 +7,12 @@
 // in the database that uses it.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { SingleFlight } from '../single-flight.js';
 import { PackageError, type PackageBlobStore, type PackageFile, type PackageInfo, type PackageRepository } from './types.js';
 
 export class SharedPackages implements PackageRepository {
   /** Fetches under way, one per package: deploys of functions sharing a package wait for the same one. */
-  private readonly fetches = new Map<string, Promise<void>>();
+  private readonly fetches = new SingleFlight<string, void>();
 
   constructor(
     private readonly local: PackageRepository,
@@ -31,11 +32,7 @@ export class SharedPackages implements PackageRepository {
 
   ensure(sha256: string): Promise<void> {
     if (this.local.has(sha256)) return Promise.resolve();
-    const running = this.fetches.get(sha256);
-    if (running) return running;
-    const fetch = this.fetch(sha256).finally(() => this.fetches.delete(sha256));
-    this.fetches.set(sha256, fetch);
-    return fetch;
+    return this.fetches.run(sha256, () => this.fetch(sha256));
   }
 
   imagePath(sha256: string): string {
