@@ -122,4 +122,25 @@ describe('host registry', () => {
     assert.equal((await live.list()).find((h) => h.id === 'dead')?.alive, false);
     await live.leave();
   });
+
+  test('room anywhere: only live hosts that take functions count, with what they hold against their memory and count', async () => {
+    await sleep(leaseMs + 100); // the hosts of earlier tests have left or lapsed
+    const x = new HostRegistry(db, host('x', 300, 2), leaseMs);
+    const y = new HostRegistry(db, host('y', 500), leaseMs);
+    await x.register();
+    assert.deepEqual([await x.anyRoomFor(300), await x.anyRoomFor(301)], [true, false], 'x alone: 300 MiB free');
+    assert.equal(await x.claim(await newFunction(200)), true);
+    assert.deepEqual([await x.anyRoomFor(100), await x.anyRoomFor(101)], [true, false], 'x holds 200 of its 300 MiB');
+    assert.equal(await x.claim(await newFunction(64)), true);
+    assert.equal(await x.anyRoomFor(1), false, 'x holds its 2 functions at most');
+    await y.register();
+    assert.deepEqual([await x.anyRoomFor(500), await x.anyRoomFor(501)], [true, false], 'y has room');
+    await y.drain();
+    assert.equal(await x.anyRoomFor(128), false, 'a draining host takes nothing');
+    await y.register(); // back, not draining, then gone without leaving: its lease runs out
+    assert.equal(await x.anyRoomFor(128), true);
+    await sleep(leaseMs + 100);
+    assert.equal(await x.anyRoomFor(128), false, 'a host whose lease ran out has no room');
+    await x.leave();
+  });
 });

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { after, before, describe, test } from 'node:test';
+import { InvokeCommand, LambdaClient, ServiceException } from '@aws-sdk/client-lambda';
 import { openConsole } from './support/browser.js';
 import { eventually } from './support/eventually.js';
 import { TestFleet } from './support/fleet.js';
@@ -43,9 +44,10 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
 
   before(async () => {
     await fleet.open();
-    await startHost('a');
-    await startHost('b');
-    await startHost('c', { FNVM_HOST_MEMORY_MB: '200' }); // takes functions of 128 MiB at most, one at a time
+    // No host has room for 4096 MiB (the largest function); C takes functions of 128 MiB at most, one at a time.
+    await startHost('a', { FNVM_HOST_MEMORY_MB: '2048' });
+    await startHost('b', { FNVM_HOST_MEMORY_MB: '2048' });
+    await startHost('c', { FNVM_HOST_MEMORY_MB: '200' });
   });
   after(() => fleet.stop());
 
@@ -111,7 +113,12 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
     assert.deepEqual((view.get('c') as any).capacity, { vcpu: availableParallelism(), memory_mb: 200, max_functions: 500, max_live_vms: 64 });
   });
 
-  test('placement respects capacity: a full host gets nothing', async () => {
+  test('placement respects capacity: a full host gets nothing; a function no host has room for is refused', async () => {
+    const huge = await api(url('b'), '/v1/functions', { method: 'POST', body: { name: 'huge', runtime: 'node', code: 'exports.handler = async () => 0;', memory_mb: 4096 } });
+    assert.equal(huge.status, 503, JSON.stringify(huge.body));
+    assert.match(huge.body.error, /^no host in the fleet has room for another function of 4096 MiB/);
+    assert.equal((await api(url('a'), '/v1/functions/huge')).status, 404, 'nothing stored');
+
     // Through C, which has room for neither: another host takes them.
     const big = await api(url('c'), '/v1/functions', { method: 'POST', body: { name: 'big', runtime: 'node', code: 'exports.handler = async () => 1;', memory_mb: 256 } });
     assert.equal(big.status, 200);
@@ -183,6 +190,13 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
     a?.process.kill('SIGKILL');
     killedAt = Date.now();
     await a?.exited;
+    // A Lambda client meanwhile gets the Lambda API's error: a ServiceException (the SDKs retry it), not fnvm's shape.
+    const lambda = new LambdaClient({ endpoint: url('c'), region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'anything' }, maxAttempts: 1 });
+    const refused = await lambda.send(new InvokeCommand({ FunctionName: 'echo', Payload: Buffer.from('{"n":1}') })).then(() => undefined, (error: unknown) => error);
+    lambda.destroy();
+    assert.ok(refused instanceof ServiceException, `a ServiceException, not ${String(refused)}`);
+    assert.equal(refused.$metadata.httpStatusCode, 503);
+    assert.match(refused.message, /unreachable|being placed/);
     await eventually('echo to be served again', async () => (servedAgainAt > 0 ? true : undefined), 60_000);
     await eventually('a few more invocations', async () => (acknowledged.length >= 40 ? true : undefined));
     stop = true;

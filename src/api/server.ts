@@ -2,6 +2,7 @@
 import type { EventEmitter } from 'node:events';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Refusal } from '../fleet/forward.js';
 import type { HostView } from '../fleet/registry.js';
 import { v1FunctionOf } from '../fleet/routing.js';
 import type { FunctionService } from '../functions/service.js';
@@ -10,6 +11,7 @@ import { sendError } from './errors.js';
 import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
 import { hostsRoutes } from './hosts-routes.js';
+import { lambdaRefusal } from './lambda/errors.js';
 import { lambdaFunctionOf, lambdaRoutes } from './lambda/routes.js';
 import { bodyLimitBytes } from './limits.js';
 import { redactLine, redactUrl } from './redact.js';
@@ -36,7 +38,7 @@ export interface ApiOptions {
 
 export interface FleetRouting {
   /** An onRequest hook for routes naming a function (`functionOf` reads which). */
-  route(functionOf: (request: FastifyRequest) => string | undefined): OnRequest;
+  route(functionOf: (request: FastifyRequest) => string | undefined, refusal?: Refusal): OnRequest;
   internalApi(app: FastifyInstance): void;
   /** Every host's function changes (GET /v1/events). */
   changes: EventEmitter;
@@ -94,7 +96,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   await app.register(eventsRoutes(options.service, toOwner, options.fleet?.changes));
   await app.register(statsRoutes(options.service));
   await app.register(hostsRoutes(options.hosts));
-  await app.register(lambdaRoutes(options.service, { ...options.lambda, apiToken: options.apiToken, toOwner: options.fleet?.route(lambdaFunctionOf) }));
+  await app.register(lambdaRoutes(options.service, { ...options.lambda, apiToken: options.apiToken, toOwner: options.fleet?.route(lambdaFunctionOf, lambdaRefusal) }));
   await app.register(webConsole);
   return app;
 }

@@ -14,7 +14,7 @@ import type { Store } from '../store/types.js';
 import { ChangeFeed } from './changes.js';
 import { pgTypes } from '../store/postgres.js';
 import { checkClusterSecret, requireClusterSecret } from './cluster-secret.js';
-import { Forwarder } from './forward.js';
+import { Forwarder, type Refusal } from './forward.js';
 import { FleetMember, type HeldFunctions } from './member.js';
 import { PackageBlobs, type PackageBlobTables } from './package-blobs.js';
 import { OwnerCache } from './owners.js';
@@ -58,7 +58,10 @@ export class Fleet {
   private functions: FleetFunctions | undefined;
 
   /** How a new function is claimed: by this host if it has room, once it has joined. */
-  readonly placement: Placement = { claim: (id) => this.member?.claim(id) ?? Promise.resolve(false) };
+  readonly placement: Placement = {
+    claim: (id) => this.member?.claim(id) ?? Promise.resolve(false),
+    hasRoom: (memoryMb) => this.registry?.anyRoomFor(memoryMb) ?? Promise.resolve(true), // before joining: the claim decides
+  };
 
   private constructor(
     readonly hostId: string,
@@ -125,12 +128,13 @@ export class Fleet {
   }
 
   /** An onRequest hook: a request about a function another host holds is answered by that host. */
-  route(functionOf: (request: FastifyRequest) => string | undefined): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  route(functionOf: (request: FastifyRequest) => string | undefined, refusal?: Refusal): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
     return routeToOwner({
+      refusal,
       hostId: this.hostId,
       holds: (ref) => this.functions?.holds(ref) ?? false,
       locate: (ref) => this.owners.locate(ref),
-      forward: (request, reply, target) => this.forwarder.forward(request, reply, target, () => this.owners.failed(target.id)),
+      forward: (request, reply, target, refuse) => this.forwarder.forward(request, reply, target, { failed: () => this.owners.failed(target.id), refusal: refuse }),
       functionOf,
     });
   }

@@ -40,10 +40,21 @@ function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   return kept;
 }
 
-function sendJson(res: ServerResponse, status: number, body: { error: string }): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+/** Writes the 503 of a request this host could not forward, in the error format of the API it came to. */
+export type Refusal = (res: ServerResponse, message: string) => void;
+
+/** fnvm's own API: `{"error": "..."}`. */
+export const jsonRefusal: Refusal = (res, message) => {
+  const text = JSON.stringify({ error: message });
+  res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+};
+
+export interface ForwardHooks {
+  /** Hears of a target that could not be reached or answered 503 (it may not hold the function any more). */
+  failed?: () => void;
+  /** How a refusal is written (default jsonRefusal). */
+  refusal?: Refusal;
 }
 
 export class Forwarder {
@@ -77,9 +88,8 @@ export class Forwarder {
    * Answers the request with the target's answer. Takes the reply over (hijack), so the caller must not send;
    * the body must still be unread: call it from an onRequest hook (see hook()) or a route whose content-type
    * parser hands the payload stream through. A request another host already forwarded gets 503, not a second hop.
-   * `failed` hears of a target that could not be reached or answered 503 (it may not hold the function any more).
    */
-  forward(request: FastifyRequest, reply: FastifyReply, target: ForwardTarget, failed?: () => void): void {
+  forward(request: FastifyRequest, reply: FastifyReply, target: ForwardTarget, { failed, refusal = jsonRefusal }: ForwardHooks = {}): void {
     const incoming = request.raw;
     if (incoming.readableFlowing !== null) throw new Error('forward() needs the request body unread: call it from an onRequest hook');
     reply.hijack();
@@ -92,7 +102,7 @@ export class Forwarder {
     const refuse = (error: string) => {
       incoming.unpipe();
       incoming.resume();
-      sendJson(res, 503, { error });
+      refusal(res, error);
     };
     const from = this.forwardedBy(request);
     if (from !== undefined) {

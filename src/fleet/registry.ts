@@ -179,6 +179,22 @@ export class HostRegistry {
     });
   }
 
+  /**
+   * Whether some live host that takes new functions (this one included) has room for one of `memoryMb` now: a create
+   * nobody has room for is refused rather than stored to wait. A claim may still lose the room to another claim.
+   */
+  async anyRoomFor(memoryMb: number): Promise<boolean> {
+    const held = (eb: ExpressionBuilder<FleetTables, 'hosts'>) => eb.selectFrom('functions')
+      .whereRef('functions.host_id', '=', 'hosts.id').whereRef('functions.host_generation', '=', 'hosts.generation');
+    const row = await this.db.selectFrom('hosts').select('hosts.id')
+      .where('hosts.lease_expires_at', '>', dbNow).where('hosts.draining', '=', 0)
+      .where((eb) => eb(held(eb).select((f) => f.fn.countAll<number>().as('n')), '<', eb.ref('hosts.max_functions')))
+      .where((eb) => eb(held(eb).select((f) => sql<number>`coalesce(sum(${f.ref('functions.memory_mb')}), 0) + ${memoryMb}`.as('m')), '<=', eb.ref('hosts.memory_mb')))
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   /** Which of these functions no live host owns (deleted ones are owned by nobody and not listed). */
   async unowned(functionIds: string[]): Promise<string[]> {
     if (functionIds.length === 0) return [];

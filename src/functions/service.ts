@@ -88,6 +88,8 @@ export interface ServiceOptions {
 /** How a fleet host takes functions: a new one is claimed here if this host has room (else another host takes it). */
 export interface Placement {
   claim(functionId: string): Promise<boolean>;
+  /** Whether any host has room for a function of this much memory now (else a create is refused). */
+  hasRoom(memoryMb: number): Promise<boolean>;
 }
 
 const deploying: ReadonlySet<FunctionState> = new Set(['creating', 'booting', 'deploying']);
@@ -262,6 +264,10 @@ export class FunctionService {
     const handler = input.handler === undefined
       ? (packaged ? defaultPackageHandler(runtime) : defaults.handler)
       : checkHandler(input.handler, packaged);
+    const memoryMb = fields.memory_mb ?? defaults.memoryMb;
+    if (this.options.placement && !(await this.options.placement.hasRoom(memoryMb))) {
+      throw unavailable(`no host in the fleet has room for another function of ${memoryMb} MiB (GET /v1/hosts shows each host's capacity and use): delete a function or add a host`);
+    }
     const source = await this.sourceOf(input);
     let record: FunctionRecord;
     try {
@@ -274,7 +280,7 @@ export class FunctionService {
         handler,
         env_vars: fields.env_vars ?? {},
         timeout_seconds: fields.timeout_seconds ?? defaults.timeoutSeconds,
-        memory_mb: fields.memory_mb ?? defaults.memoryMb,
+        memory_mb: memoryMb,
         vcpu: fields.vcpu ?? defaults.vcpu,
         max_concurrency: fields.max_concurrency ?? defaults.maxConcurrency,
         vm_id: null,

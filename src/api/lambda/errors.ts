@@ -1,5 +1,6 @@
 // Errors on the Lambda routes, as the AWS SDKs parse them: the type in `x-amzn-ErrorType` and a JSON body with
 // the message. Domain errors (FunctionError kinds) map to Lambda's types here, in one place.
+import type { ServerResponse } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { FunctionError, type ErrorKind } from '../../functions/errors.js';
 import { SignatureError } from '../sigv4.js';
@@ -21,7 +22,8 @@ const typeOf: Record<ErrorKind, { type: string; status: number }> = {
   conflict: { type: 'ResourceConflictException', status: 409 },
   busy: { type: 'TooManyRequestsException', status: 429 },
   too_large: { type: 'RequestTooLargeException', status: 413 },
-  unavailable: { type: 'ServiceException', status: 500 },
+  // 503, as on fnvm's own API: a function between hosts, or one with no VM for now (the SDKs retry 5xx alike).
+  unavailable: { type: 'ServiceException', status: 503 },
 };
 
 function lambdaErrorOf(error: Error): LambdaError | undefined {
@@ -38,6 +40,13 @@ function lambdaErrorOf(error: Error): LambdaError | undefined {
   const status = fastifyError.statusCode ?? 500;
   if (status >= 400 && status < 500) return new LambdaError('InvalidRequestContentException', status, fastifyError.message);
   return undefined;
+}
+
+/** A request the fleet could not forward (src/fleet/forward.ts), as the SDKs read a ServiceException. */
+export function lambdaRefusal(res: ServerResponse, message: string): void {
+  const text = JSON.stringify({ Type: 'Service', message });
+  res.writeHead(503, { 'content-type': 'application/json', 'x-amzn-errortype': 'ServiceException', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
 }
 
 export function sendLambdaError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
