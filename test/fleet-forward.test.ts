@@ -18,9 +18,9 @@ const download = randomBytes(5 * 1024 * 1024);
 interface Answer { status: number; headers: IncomingHttpHeaders; body: Buffer }
 
 /** One request on its own connection; `body` chunks are written in turn, each after the promise before it. */
-function send(url: string, options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer } = {}): Promise<Answer> {
+function send(url: string, options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer; localAddress?: string } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false, localAddress: options.localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -118,6 +118,7 @@ function frontApp(hostId: string, targets: (id: string) => ForwardTarget): { app
   app.addHook('onClose', async () => forwarder.close());
   app.all('/v1/functions/:id/*', async () => ({ error: 'not forwarded' }));
   app.get('/v1/health', async () => ({ host: hostId }));
+  app.get('/v1/client', async (request) => ({ client: forwarder.clientOf(request) ?? null }));
   app.get('/internal/ping', async () => ({ pong: true }));
   return { app, forwarder };
 }
@@ -131,6 +132,7 @@ let ephemeral: FastifyInstance;
 let ownerUrl: string;
 let frontUrl: string;
 let ephemeralUrl: string;
+let secondUrl: string;
 let downUrl: string;
 let blackhole: { url: string; stop: () => void } | undefined;
 
@@ -162,7 +164,7 @@ before(async () => {
   await closed.close();
   if (hasCommand('python3')) blackhole = await startBlackhole();
   second = frontApp('second', () => ({ id: 'owner', url: ownerUrl })).app;
-  const secondUrl = await listen(second);
+  secondUrl = await listen(second);
   front = frontApp('front', (id) => {
     if (id === 'down') return { id: 'down', url: downUrl };
     if (id === 'gone') return { id: 'gone', url: blackhole?.url ?? downUrl };
@@ -215,6 +217,17 @@ test('method, path, query, end-to-end headers and body reach the owner; hop-by-h
     assert.deepEqual(json(other).body, method === 'PUT' ? { a: 1 } : null);
   }
   assert.deepEqual(json(await send(`${frontUrl}/v1/health`)), { host: 'front' }, 'routes it holds are its own');
+});
+
+test("the client's address reaches the owner in x-forwarded-for, after what the client sent; only the forwarder's entry is believed", async () => {
+  assert.equal(json(await send(`${frontUrl}/v1/functions/f1/echo`, { localAddress: '127.0.0.2' })).headers['x-forwarded-for'], '127.0.0.2');
+  const chained = await send(`${frontUrl}/v1/functions/f1/echo`, { localAddress: '127.0.0.3', headers: { 'x-forwarded-for': '203.0.113.7' } });
+  assert.equal(json(chained).headers['x-forwarded-for'], '203.0.113.7, 127.0.0.3');
+  // What a host makes of a forwarded request's client: the last entry, and only with the cluster secret.
+  const forwarded = { [forwardedByHeader]: 'front', 'x-forwarded-for': '203.0.113.7, 127.0.0.9' };
+  assert.deepEqual(json(await send(`${secondUrl}/v1/client`, { headers: { ...forwarded, [clusterSecretHeader]: secret } })).client, { address: '127.0.0.9', host: 'front' });
+  assert.equal(json(await send(`${secondUrl}/v1/client`, { headers: { ...forwarded, [clusterSecretHeader]: `${secret}x` } })).client, null);
+  assert.equal(json(await send(`${secondUrl}/v1/client`, { headers: { 'x-forwarded-for': '203.0.113.7' } })).client, null);
 });
 
 test('a status and its headers pass unchanged (429 with Retry-After and two cookies)', async () => {

@@ -7,6 +7,7 @@
 // every acknowledged invocation has its record, every event ends as one success, and the killed host,
 // restarted, serves nothing it no longer owns; SIGTERM hands a host's functions to the others first.
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { InvokeCommand, LambdaClient, ServiceException } from '@aws-sdk/client-lambda';
@@ -45,7 +46,7 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
   before(async () => {
     await fleet.open();
     // No host has room for 4096 MiB (the largest function); C takes functions of 128 MiB at most, one at a time.
-    await startHost('a', { FNVM_HOST_MEMORY_MB: '2048' });
+    await startHost('a', { FNVM_HOST_MEMORY_MB: '2048', FNVM_LOG_LEVEL: 'info' }); // its request log is read below
     await startHost('b', { FNVM_HOST_MEMORY_MB: '2048' });
     await startHost('c', { FNVM_HOST_MEMORY_MB: '200' });
   });
@@ -65,6 +66,16 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
       assert.equal(invoked.status, 200, `via ${via}: ${JSON.stringify(invoked.body)}`);
       assert.deepEqual(invoked.body.response, { version: 1, n: via });
     }
+    // A's request log names the client of a request B forwarded (from 127.0.0.2 here), and B.
+    const fromAddress = await new Promise<number>((resolve, reject) => {
+      const req = request(`${url('b')}/v1/functions/echo/invoke`, { method: 'POST', localAddress: '127.0.0.2', headers: { 'content-type': 'application/json' } }, (res) => {
+        res.resume().on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject).end(JSON.stringify({ event: { n: 'logged' } }));
+    });
+    assert.equal(fromAddress, 200);
+    const logged = await eventually("A's log of it", async () => hosts.get('a')?.output().split('\n').find((line) => line.includes('"remoteAddress":"127.0.0.2"')), 5_000);
+    assert.match(logged, /"forwardedBy":"b"/);
     // The Lambda API is forwarded as well.
     const lambda = await fetch(`${url('b')}/2015-03-31/functions/echo/invocations`, { method: 'POST', body: '{"n":"lambda"}' });
     assert.equal(lambda.status, 200);

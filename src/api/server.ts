@@ -2,7 +2,7 @@
 import type { EventEmitter } from 'node:events';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Refusal } from '../fleet/forward.js';
+import type { ForwardedClient, Refusal } from '../fleet/forward.js';
 import type { HostView } from '../fleet/registry.js';
 import { v1FunctionOf } from '../fleet/routing.js';
 import type { FunctionService } from '../functions/service.js';
@@ -40,6 +40,8 @@ export interface FleetRouting {
   /** An onRequest hook for routes naming a function (`functionOf` reads which). */
   route(functionOf: (request: FastifyRequest) => string | undefined, refusal?: Refusal): OnRequest;
   internalApi(app: FastifyInstance): void;
+  /** The client's address of a request another host forwarded here; undefined for the others. */
+  clientOf(request: FastifyRequest): ForwardedClient | undefined;
   /** Every host's function changes (GET /v1/events). */
   changes: EventEmitter;
 }
@@ -54,6 +56,11 @@ export function corsOriginCheck(allowed: string[]): (origin: string | undefined)
   return (origin) => origin === undefined || allowed.includes(origin);
 }
 
+function withForwarder(req: FastifyRequest, client: ForwardedClient | undefined): Record<string, string | number | undefined> {
+  if (client === undefined) return { remoteAddress: req.ip, remotePort: req.socket?.remotePort };
+  return { remoteAddress: client.address, forwardedBy: client.host };
+}
+
 export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: {
@@ -64,8 +71,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
           method: req.method,
           url: redactUrl(req.url),
           host: req.host,
-          remoteAddress: req.ip,
-          remotePort: req.socket?.remotePort,
+          // A request another host forwarded: the client it came from (and the host that forwarded it).
+          ...withForwarder(req, options.fleet?.clientOf(req)),
         }),
       },
       hooks: { streamWrite: redactLine },

@@ -14,7 +14,7 @@ import type { Store } from '../store/types.js';
 import { ChangeFeed } from './changes.js';
 import { pgTypes } from '../store/postgres.js';
 import { checkClusterSecret, requireClusterSecret } from './cluster-secret.js';
-import { Forwarder, type Refusal } from './forward.js';
+import { Forwarder, type ForwardedClient, type Refusal } from './forward.js';
 import { FleetMember, type HeldFunctions } from './member.js';
 import { PackageBlobs, type PackageBlobTables } from './package-blobs.js';
 import { OwnerCache } from './owners.js';
@@ -75,6 +75,11 @@ export class Fleet {
     this.packageBlobs = new PackageBlobs(blobsDb);
     this.owners = new OwnerCache({ lookup: (ref) => (this.registry ? this.registry.locate(ref) : Promise.resolve({ functionId: ref, owner: null, leaseLeftMs: 0 })) });
     this.feed.changes.on('change', (change: FunctionChange) => this.owners.changed(change));
+  }
+
+  /** The client's address of a request another host forwarded here (for the logs); else undefined. */
+  clientOf(request: FastifyRequest): ForwardedClient | undefined {
+    return this.forwarder.clientOf(request);
   }
 
   /** Every host's function changes, for this host's event streams. */

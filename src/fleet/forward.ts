@@ -27,6 +27,15 @@ export interface ForwarderOptions {
 /** Which host the request was forwarded by, when it carries a valid cluster secret; a client cannot fake it. */
 export type ForwardedBy = (request: FastifyRequest) => string | undefined;
 
+/** The client of a forwarded request, and the host that forwarded it. */
+export interface ForwardedClient {
+  address: string;
+  host: string;
+}
+
+/** Appended to by each forward: the client's address for the owner's logs (RFC 7239's de facto predecessor). */
+const forwardedForHeader = 'x-forwarded-for';
+
 // Meaningful for one connection only (RFC 9110 7.6.1), plus: `expect`, which this host's server already answered
 // (Node sends 100 Continue itself), and the fleet's own headers, which a client must not be able to smuggle in.
 const dropped = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', clusterSecretHeader, forwardedByHeader]);
@@ -158,8 +167,23 @@ export class Forwarder {
     const headers = endToEnd(request.headers);
     headers[clusterSecretHeader] = this.options.secret;
     headers[forwardedByHeader] = this.options.hostId;
+    const prior = request.headers[forwardedForHeader];
+    const peer = request.raw.socket.remoteAddress ?? 'unknown';
+    headers[forwardedForHeader] = typeof prior === 'string' && prior !== '' ? `${prior}, ${peer}` : peer; // Node joins repeated ones
     // The path and query as received, byte for byte. Host stays the client's: SigV4 signatures cover it.
     return httpRequest({ ...base.options, agent: this.agent, method: request.method, path: base.path + request.url, headers });
+  }
+
+  /**
+   * The address of the client a forwarding host received the request from: the last x-forwarded-for entry, which
+   * that host added, believed only with the cluster secret (earlier entries are the client's say). Else undefined.
+   */
+  clientOf(request: FastifyRequest): ForwardedClient | undefined {
+    const host = this.forwardedBy(request);
+    const chain = request.headers[forwardedForHeader];
+    if (host === undefined || typeof chain !== 'string') return undefined;
+    const address = chain.slice(chain.lastIndexOf(',') + 1).trim();
+    return address === '' ? undefined : { address, host };
   }
 
   /** A host's URL, parsed once (there are only as many as hosts). */
