@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { hasCommand } from '../src/exec.js';
 import { checkClusterSecret, clusterSecretHeader, requireClusterSecret } from '../src/fleet/cluster-secret.js';
-import { Forwarder, forwardedByHeader, type ForwardTarget } from '../src/fleet/forward.js';
+import { Forwarder, forwardedByHeader, forwardedForHeader, type ForwardTarget } from '../src/fleet/forward.js';
 import { until } from './support/sse.js';
 
 const secret = 'test-cluster-secret-0123456789';
@@ -219,15 +219,17 @@ test('method, path, query, end-to-end headers and body reach the owner; hop-by-h
   assert.deepEqual(json(await send(`${frontUrl}/v1/health`)), { host: 'front' }, 'routes it holds are its own');
 });
 
-test("the client's address reaches the owner in x-forwarded-for, after what the client sent; only the forwarder's entry is believed", async () => {
-  assert.equal(json(await send(`${frontUrl}/v1/functions/f1/echo`, { localAddress: '127.0.0.2' })).headers['x-forwarded-for'], '127.0.0.2');
-  const chained = await send(`${frontUrl}/v1/functions/f1/echo`, { localAddress: '127.0.0.3', headers: { 'x-forwarded-for': '203.0.113.7' } });
-  assert.equal(json(chained).headers['x-forwarded-for'], '203.0.113.7, 127.0.0.3');
-  // What a host makes of a forwarded request's client: the last entry, and only with the cluster secret.
-  const forwarded = { [forwardedByHeader]: 'front', 'x-forwarded-for': '203.0.113.7, 127.0.0.9' };
+test("the client's address reaches the owner in the fleet's own header; the client's X-Forwarded-For passes unchanged", async () => {
+  const direct = json(await send(`${frontUrl}/v1/functions/f1/echo`, { localAddress: '127.0.0.2' })).headers;
+  assert.equal(direct[forwardedForHeader], '127.0.0.2');
+  // What the client sent (its SigV4 signature may cover X-Forwarded-For) arrives as sent; a forged fleet header not.
+  const chained = json(await send(`${frontUrl}/v1/functions/f1/echo`, { localAddress: '127.0.0.3', headers: { 'x-forwarded-for': '203.0.113.7', [forwardedForHeader]: '198.51.100.1' } })).headers;
+  assert.deepEqual([chained['x-forwarded-for'], chained[forwardedForHeader]], ['203.0.113.7', '127.0.0.3']);
+  // What a host makes of a forwarded request's client: believed only with the cluster secret.
+  const forwarded = { [forwardedByHeader]: 'front', [forwardedForHeader]: '127.0.0.9' };
   assert.deepEqual(json(await send(`${secondUrl}/v1/client`, { headers: { ...forwarded, [clusterSecretHeader]: secret } })).client, { address: '127.0.0.9', host: 'front' });
   assert.equal(json(await send(`${secondUrl}/v1/client`, { headers: { ...forwarded, [clusterSecretHeader]: `${secret}x` } })).client, null);
-  assert.equal(json(await send(`${secondUrl}/v1/client`, { headers: { 'x-forwarded-for': '203.0.113.7' } })).client, null);
+  assert.equal(json(await send(`${secondUrl}/v1/client`, { headers: forwarded })).client, null);
 });
 
 test('a status and its headers pass unchanged (429 with Retry-After and two cookies)', async () => {

@@ -18,7 +18,7 @@ import { Forwarder, type ForwardedClient, type Refusal } from './forward.js';
 import { FleetMember, type HeldFunctions } from './member.js';
 import { PackageBlobs, type PackageBlobTables } from './package-blobs.js';
 import { OwnerCache } from './owners.js';
-import { HostRegistry, type FleetTables, type HostView } from './registry.js';
+import { anyHostHasRoom, HostRegistry, type FleetTables, type HostView } from './registry.js';
 import { routeToOwner } from './routing.js';
 
 /** The functions service as the fleet drives it. */
@@ -60,7 +60,7 @@ export class Fleet {
   /** How a new function is claimed: by this host if it has room, once it has joined. */
   readonly placement: Placement = {
     claim: (id) => this.member?.claim(id) ?? Promise.resolve(false),
-    hasRoom: (memoryMb) => this.registry?.anyRoomFor(memoryMb) ?? Promise.resolve(true), // before joining: the claim decides
+    hasRoom: (memoryMb) => anyHostHasRoom(this.db, memoryMb), // this host's own registration is not needed to ask
   };
 
   private constructor(
@@ -135,11 +135,10 @@ export class Fleet {
   /** An onRequest hook: a request about a function another host holds is answered by that host. */
   route(functionOf: (request: FastifyRequest) => string | undefined, refusal?: Refusal): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
     return routeToOwner({
-      refusal,
       hostId: this.hostId,
       holds: (ref) => this.functions?.holds(ref) ?? false,
       locate: (ref) => this.owners.locate(ref),
-      forward: (request, reply, target, refuse) => this.forwarder.forward(request, reply, target, { failed: () => this.owners.failed(target.id), refusal: refuse }),
+      forward: (request, reply, target) => this.forwarder.forward(request, reply, target, { failed: () => this.owners.failed(target.id), refusal }),
       functionOf,
     });
   }

@@ -7,6 +7,11 @@ import { clusterSecretHeader, secretMatcher } from './cluster-secret.js';
 
 /** Set by the forwarding host (with the cluster secret): the owner knows it was forwarded; it never goes further. */
 export const forwardedByHeader = 'x-fnvm-forwarded-by';
+/**
+ * Set with it: the address the forwarding host received the request from, for the owner's logs. A header of the
+ * fleet's own rather than X-Forwarded-For, which the client's SigV4 signature may cover and so must pass unchanged.
+ */
+export const forwardedForHeader = 'x-fnvm-forwarded-for';
 
 export interface ForwardTarget {
   /** The owner's host id (named in errors). */
@@ -33,12 +38,9 @@ export interface ForwardedClient {
   host: string;
 }
 
-/** Appended to by each forward: the client's address for the owner's logs (RFC 7239's de facto predecessor). */
-const forwardedForHeader = 'x-forwarded-for';
-
 // Meaningful for one connection only (RFC 9110 7.6.1), plus: `expect`, which this host's server already answered
 // (Node sends 100 Continue itself), and the fleet's own headers, which a client must not be able to smuggle in.
-const dropped = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', clusterSecretHeader, forwardedByHeader]);
+const dropped = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', clusterSecretHeader, forwardedByHeader, forwardedForHeader]);
 
 function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const named = headers.connection?.toLowerCase().split(',').map((name) => name.trim()) ?? [];
@@ -167,23 +169,16 @@ export class Forwarder {
     const headers = endToEnd(request.headers);
     headers[clusterSecretHeader] = this.options.secret;
     headers[forwardedByHeader] = this.options.hostId;
-    const prior = request.headers[forwardedForHeader];
-    const peer = request.raw.socket.remoteAddress ?? 'unknown';
-    headers[forwardedForHeader] = typeof prior === 'string' && prior !== '' ? `${prior}, ${peer}` : peer; // Node joins repeated ones
+    headers[forwardedForHeader] = request.raw.socket.remoteAddress ?? 'unknown';
     // The path and query as received, byte for byte. Host stays the client's: SigV4 signatures cover it.
     return httpRequest({ ...base.options, agent: this.agent, method: request.method, path: base.path + request.url, headers });
   }
 
-  /**
-   * The address of the client a forwarding host received the request from: the last x-forwarded-for entry, which
-   * that host added, believed only with the cluster secret (earlier entries are the client's say). Else undefined.
-   */
+  /** The client a forwarding host received the request from, believed only with the cluster secret; else undefined. */
   clientOf(request: FastifyRequest): ForwardedClient | undefined {
     const host = this.forwardedBy(request);
-    const chain = request.headers[forwardedForHeader];
-    if (host === undefined || typeof chain !== 'string') return undefined;
-    const address = chain.slice(chain.lastIndexOf(',') + 1).trim();
-    return address === '' ? undefined : { address, host };
+    const address = request.headers[forwardedForHeader];
+    return host !== undefined && typeof address === 'string' && address !== '' ? { address, host } : undefined;
   }
 
   /** A host's URL, parsed once (there are only as many as hosts). */

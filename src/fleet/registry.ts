@@ -87,6 +87,23 @@ const withoutLiveOwner = (eb: ExpressionBuilder<FleetTables, 'functions'>) => eb
     .where('hosts.lease_expires_at', '>', dbNow),
 ));
 
+/**
+ * Whether some live host that takes new functions has room for one of `memoryMb` now, counted as a claim counts
+ * (hasRoom): a create nobody has room for is refused rather than stored to wait. A concurrent claim may still take
+ * the room; the function then waits for a host with room, as one whose host died does.
+ */
+export async function anyHostHasRoom(db: Kysely<FleetTables>, memoryMb: number): Promise<boolean> {
+  const held = (eb: ExpressionBuilder<FleetTables, 'hosts'>) => eb.selectFrom('functions')
+    .whereRef('functions.host_id', '=', 'hosts.id').whereRef('functions.host_generation', '=', 'hosts.generation');
+  const row = await db.selectFrom('hosts').select('hosts.id')
+    .where('hosts.lease_expires_at', '>', dbNow).where('hosts.draining', '=', 0)
+    .where((eb) => eb(held(eb).select((f) => f.fn.countAll<number>().as('n')), '<', eb.ref('hosts.max_functions')))
+    .where((eb) => eb(held(eb).select((f) => sql<number>`coalesce(sum(${f.ref('functions.memory_mb')}), 0) + ${memoryMb}`.as('m')), '<=', eb.ref('hosts.memory_mb')))
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export class HostRegistry {
   private generationNow = 0;
 
@@ -177,22 +194,6 @@ export class HostRegistry {
         .where('id', '=', functionId).where('host_id', '=', this.host.id).where('host_generation', '=', this.generationNow).executeTakeFirst();
       if (released.numUpdatedRows > 0n) await notifyChange(trx, this.host.id, functionId);
     });
-  }
-
-  /**
-   * Whether some live host that takes new functions (this one included) has room for one of `memoryMb` now: a create
-   * nobody has room for is refused rather than stored to wait. A claim may still lose the room to another claim.
-   */
-  async anyRoomFor(memoryMb: number): Promise<boolean> {
-    const held = (eb: ExpressionBuilder<FleetTables, 'hosts'>) => eb.selectFrom('functions')
-      .whereRef('functions.host_id', '=', 'hosts.id').whereRef('functions.host_generation', '=', 'hosts.generation');
-    const row = await this.db.selectFrom('hosts').select('hosts.id')
-      .where('hosts.lease_expires_at', '>', dbNow).where('hosts.draining', '=', 0)
-      .where((eb) => eb(held(eb).select((f) => f.fn.countAll<number>().as('n')), '<', eb.ref('hosts.max_functions')))
-      .where((eb) => eb(held(eb).select((f) => sql<number>`coalesce(sum(${f.ref('functions.memory_mb')}), 0) + ${memoryMb}`.as('m')), '<=', eb.ref('hosts.memory_mb')))
-      .limit(1)
-      .executeTakeFirst();
-    return row !== undefined;
   }
 
   /** Which of these functions no live host owns (deleted ones are owned by nobody and not listed). */

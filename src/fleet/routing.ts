@@ -4,7 +4,7 @@
 // read, so a forwarded body streams through untouched.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { unavailable } from '../functions/errors.js';
-import type { ForwardTarget, Refusal } from './forward.js';
+import type { ForwardTarget } from './forward.js';
 
 export interface RoutingOptions {
   hostId: string;
@@ -12,10 +12,8 @@ export interface RoutingOptions {
   holds: (ref: string) => boolean;
   /** The function's live owner; null if it has none now; undefined if there is no such function. */
   locate: (ref: string) => Promise<ForwardTarget | null | undefined>;
-  /** Answers the request with the owner's answer (Forwarder.forward), or with `refusal` if it cannot. */
-  forward: (request: FastifyRequest, reply: FastifyReply, target: ForwardTarget, refusal?: Refusal) => void;
-  /** The 503 of a request that could not be forwarded, in its API's error format. */
-  refusal?: Refusal;
+  /** Answers the request with the owner's answer (Forwarder.forward). */
+  forward: (request: FastifyRequest, reply: FastifyReply, target: ForwardTarget) => void;
   /** The function a request names (undefined: about no particular function). */
   functionOf: (request: FastifyRequest) => string | undefined;
 }
@@ -28,7 +26,7 @@ export function routeToOwner(options: RoutingOptions): (request: FastifyRequest,
     if (owner === undefined) return; // the route answers 404
     // Held by this host but not yet taken up (it has just claimed it), or by no live host: placement is under way.
     if (owner === null || owner.id === options.hostId) throw unavailable(`function ${ref} is being placed on a host; retry in a moment`);
-    options.forward(request, reply, owner, options.refusal);
+    options.forward(request, reply, owner);
   };
 }
 

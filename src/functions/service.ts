@@ -264,17 +264,21 @@ export class FunctionService {
     const handler = input.handler === undefined
       ? (packaged ? defaultPackageHandler(runtime) : defaults.handler)
       : checkHandler(input.handler, packaged);
+    const source = await this.sourceOf(input);
+    const name = fields.name ?? input.name;
     const memoryMb = fields.memory_mb ?? defaults.memoryMb;
     if (this.options.placement && !(await this.options.placement.hasRoom(memoryMb))) {
+      await source.settle();
+      // A request that could never succeed says so, rather than 503 that a client would retry.
+      if (await this.options.store.getFunctionByName(name)) throw conflict(new NameTakenError(name).message);
       throw unavailable(`no host in the fleet has room for another function of ${memoryMb} MiB (GET /v1/hosts shows each host's capacity and use): delete a function or add a host`);
     }
-    const source = await this.sourceOf(input);
     let record: FunctionRecord;
     try {
       record = await this.options.store.createFunction({
         ...fields, // description, lambda_*, async_*: the store defaults those absent
         id: randomUUID(),
-        name: fields.name ?? input.name,
+        name,
         runtime,
         ...source.fields,
         handler,

@@ -42,10 +42,14 @@ function lambdaErrorOf(error: Error): LambdaError | undefined {
   return undefined;
 }
 
-/** A request the fleet could not forward (src/fleet/forward.ts), as the SDKs read a ServiceException. */
+/** The body the SDKs parse: the message, and whether it is the caller's fault or the service's. */
+const bodyOf = (error: LambdaError) => ({ Type: error.status >= 500 ? 'Service' : 'User', message: error.message, ...error.extra });
+
+/** A request the fleet could not forward (src/fleet/forward.ts): the domain's `unavailable`, on a raw response. */
 export function lambdaRefusal(res: ServerResponse, message: string): void {
-  const text = JSON.stringify({ Type: 'Service', message });
-  res.writeHead(503, { 'content-type': 'application/json', 'x-amzn-errortype': 'ServiceException', 'content-length': Buffer.byteLength(text) });
+  const error = new LambdaError(typeOf.unavailable.type, typeOf.unavailable.status, message);
+  const text = JSON.stringify(bodyOf(error));
+  res.writeHead(error.status, { 'content-type': 'application/json', 'x-amzn-errortype': error.type, 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -58,5 +62,5 @@ export function sendLambdaError(error: FastifyError | Error, request: FastifyReq
   void reply
     .status(known.status)
     .header('x-amzn-errortype', known.type)
-    .send({ Type: known.status >= 500 ? 'Service' : 'User', message: known.message, ...known.extra });
+    .send(bodyOf(known));
 }
