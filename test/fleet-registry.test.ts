@@ -52,7 +52,7 @@ describe('host registry', () => {
     assert.deepEqual([await a.claim(f1), await a.claim(f2)], [true, true]);
     assert.equal(await a.claim(f3), false, 'a host with 256 MiB holding 2 x 128 MiB takes no 64 MiB more');
     assert.deepEqual(await ownerOf(f1), { host_id: 'a', host_generation: 2 });
-    assert.deepEqual((await a.owned()).sort(), [f1, f2].sort());
+    assert.deepEqual((await a.placement()).owned.sort(), [f1, f2].sort());
     const [view] = (await a.list()).filter((h) => h.id === 'a');
     assert.deepEqual(view, {
       id: 'a', url: host('a').url, alive: true, draining: false, generation: 2,
@@ -88,21 +88,25 @@ describe('host registry', () => {
     const fn = await newFunction();
     assert.equal(await dead.claim(fn), true);
     assert.equal(await live.claim(fn), false, 'its owner still holds a lease');
-    assert.ok(!(await live.orphans()).includes(fn));
+    const held = await dead.placement();
+    assert.deepEqual([held.owned, held.orphans.includes(fn)], [[fn], false], 'its own, not an orphan');
+    assert.ok(!(await live.placement()).orphans.includes(fn));
     // The owner stops heartbeating (a kill -9); the other host keeps its lease alive.
     const started = Date.now();
     while (Date.now() - started < leaseMs * 1.5) {
       assert.equal(await live.heartbeat(), true);
       await sleep(leaseMs / 4);
     }
-    assert.ok((await live.orphans()).includes(fn));
+    assert.ok((await live.placement()).orphans.includes(fn));
+    const lapsed = await dead.placement();
+    assert.ok(lapsed.owned.includes(fn) && lapsed.orphans.includes(fn), 'its lease ran out: still its own, and an orphan');
     assert.equal(await live.claim(fn), true);
     assert.deepEqual(await ownerOf(fn), { host_id: 'live', host_generation: live.generation });
     // The old owner comes back: its heartbeat is refused (its lease expired), so it must stop serving.
     assert.equal(await dead.heartbeat(), false);
     const generation = await dead.register();
     assert.equal(generation, 2);
-    assert.deepEqual(await dead.owned(), [], 'a new generation owns nothing from the old one');
+    assert.deepEqual((await dead.placement()).owned, [], 'a new generation owns nothing from the old one');
     const views = new Map((await live.list()).map((h) => [h.id, h]));
     assert.equal(views.get('dead')?.alive, true);
     assert.equal(views.get('dead')?.functions, 0);
@@ -111,14 +115,14 @@ describe('host registry', () => {
     const before = live.generation;
     await live.register();
     assert.notEqual(live.generation, before);
-    assert.deepEqual(await live.owned(), []);
-    assert.ok((await dead.orphans()).includes(fn));
+    assert.deepEqual((await live.placement()).owned, []);
+    assert.ok((await dead.placement()).orphans.includes(fn));
     assert.equal(await dead.claim(fn), true);
     // Draining: a draining host takes nothing new; leaving ends its lease at once.
     await live.drain();
     assert.equal(await live.claim(await newFunction()), false);
     await dead.leave();
-    assert.ok((await live.orphans()).includes(fn));
+    assert.ok((await live.placement()).orphans.includes(fn));
     assert.equal((await live.list()).find((h) => h.id === 'dead')?.alive, false);
     await live.leave();
   });

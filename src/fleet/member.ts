@@ -113,11 +113,12 @@ export class FleetMember {
   /** Lets go of what another host owns now; takes what no live host owns while there is room. */
   private async place(): Promise<void> {
     if (this.stateNow !== 'member') return;
-    const owned = new Set(await this.registry.owned());
+    const placement = await this.registry.placement();
+    const owned = new Set(placement.owned);
     const held = new Set(this.functions.held());
     for (const id of held) if (!owned.has(id)) await this.functions.release(id);
     for (const id of owned) if (!held.has(id)) await this.functions.adopt(id);
-    for (const id of await this.registry.orphans()) {
+    for (const id of placement.orphans) {
       if (this.stateNow !== 'member') return;
       if (await this.registry.claim(id)) await this.functions.adopt(id);
     }
