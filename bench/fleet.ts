@@ -5,7 +5,7 @@
 // so the hop is all that differs).
 // Usage: node dist/bench/fleet.js [invokes per path, default 2000]
 import { TestFleet } from '../test/support/fleet.js';
-import { httpClient, ms, percentile, row } from './stats.js';
+import { printHop } from './stats.js';
 
 const count = Number(process.argv[2] ?? 2000);
 const fleet = new TestFleet('bench-fleet-secret-0123456789abcdef');
@@ -24,13 +24,7 @@ try {
     ready = item.state === 'ready' && item.host_id === 'a';
     if (!ready) await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  const measure = async (label: string, path: string, body: string) => {
-    const { series } = (await httpClient(`${fleet.url('a')}${path},${fleet.url('b')}${path}`, body, 'latency', count)) as { series: [number[], number[]] };
-    const [direct, forwarded] = series;
-    row(`${label} on its host p50 / p99 (${direct.length})`, `${ms(percentile(direct, 50))} / ${ms(percentile(direct, 99))}`);
-    row(`${label} through another host p50 / p99`, `${ms(percentile(forwarded, 50))} / ${ms(percentile(forwarded, 99))}`);
-    row(`${label}: extra hop p50`, ms(percentile(forwarded, 50) - percentile(direct, 50)));
-  };
+  const measure = (label: string, path: string, body: string) => printHop(label, fleet.url('a') + path, fleet.url('b') + path, body, count);
   await measure('invoke', '/v1/functions/bench/invoke', JSON.stringify({ event: { name: 'World' } }));
   await measure('read', '/v1/functions/bench', '');
 } finally {

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { Forwarder } from '../src/fleet/forward.js';
-import { httpClient, ms, percentile, row } from './stats.js';
+import { httpClient, printHop, row } from './stats.js';
 
 const secret = 'bench-cluster-secret-0123456789';
 
@@ -50,12 +50,7 @@ async function main(): Promise<void> {
   try {
     const body = JSON.stringify({ event: { name: 'World', n: 1 } });
     const path = '/v1/functions/bench/invoke';
-    // One request to each in turn, so that a drift of the machine weighs on both paths alike.
-    const { series: [direct, forwarded] } = (await httpClient(`${owner.url}${path},${front.url}${path}`, body, 'latency', count)) as { series: [number[], number[]] };
-    const p = (samples: number[], q: number) => percentile(samples, q);
-    row(`direct to the owner p50 / p99 (${direct.length})`, `${ms(p(direct, 50))} / ${ms(p(direct, 99))}`);
-    row(`through the front host p50 / p99 (${forwarded.length})`, `${ms(p(forwarded, 50))} / ${ms(p(forwarded, 99))}`);
-    row('extra hop p50 / p99', `${ms(p(forwarded, 50) - p(direct, 50))} / ${ms(p(forwarded, 99) - p(direct, 99))}`);
+    await printHop('invoke', owner.url + path, front.url + path, body, count);
     const seconds = 3;
     const throughput = async (url: string) => {
       const { ok, failed } = await httpClient(`${url}${path}`, body, 'throughput', seconds, 32);

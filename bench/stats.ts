@@ -25,6 +25,19 @@ export function row(label: string, value: string): void {
 }
 
 /**
+ * The extra hop of forwarding: requests straight to `directUrl` and through `forwardedUrl` in turn, request by
+ * request (so the machine's drift weighs on both alike), printed as both paths' p50 / p99 and their difference.
+ */
+export async function printHop(label: string, directUrl: string, forwardedUrl: string, body: string, count: number): Promise<void> {
+  const { series } = (await httpClient(`${directUrl},${forwardedUrl}`, body, 'latency', count)) as { series: [number[], number[]] };
+  const [direct, forwarded] = series;
+  const both = (q: number) => `${ms(percentile(direct, q))} / ${ms(percentile(forwarded, q))}`;
+  row(`${label}: direct / forwarded p50 (${direct.length} each)`, both(50));
+  row(`${label}: direct / forwarded p99`, both(99));
+  row(`${label}: extra hop p50 / p99`, `${ms(percentile(forwarded, 50) - percentile(direct, 50))} / ${ms(percentile(forwarded, 99) - percentile(direct, 99))}`);
+}
+
+/**
  * Runs bench/http-client.js in its own process (a client sharing the server's event loop would inflate it):
  * `{samples}` in ms in latency mode (after 300 warm-up requests; `{series}`, one per URL, for comma-separated URLs,
  * sent to in turn), `{ok, failed, seconds}` in throughput mode. An empty body sends GETs.

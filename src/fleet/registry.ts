@@ -87,21 +87,44 @@ const withoutLiveOwner = (eb: ExpressionBuilder<FleetTables, 'functions'>) => eb
     .where('hosts.lease_expires_at', '>', dbNow),
 ));
 
+/** Whether a host holding `used` has room for a function of `memoryMb` more: the one rule claims and creates share. */
+function fits(capacity: { memory_mb: number; max_functions: number }, used: { functions: number; memory_mb: number }, memoryMb: number): boolean {
+  return used.functions < capacity.max_functions && used.memory_mb + memoryMb <= capacity.memory_mb;
+}
+
 /**
- * Whether some live host that takes new functions has room for one of `memoryMb` now, counted as a claim counts
- * (hasRoom): a create nobody has room for is refused rather than stored to wait. A concurrent claim may still take
- * the room; the function then waits for a host with room, as one whose host died does.
+ * Whether some live host that takes new functions has room for one of `memoryMb` now: a create nobody has room for
+ * is refused rather than stored to wait. A concurrent claim may still take the room; the function then waits for a
+ * host with room, as one whose host died does.
  */
 export async function anyHostHasRoom(db: Kysely<FleetTables>, memoryMb: number): Promise<boolean> {
-  const held = (eb: ExpressionBuilder<FleetTables, 'hosts'>) => eb.selectFrom('functions')
-    .whereRef('functions.host_id', '=', 'hosts.id').whereRef('functions.host_generation', '=', 'hosts.generation');
-  const row = await db.selectFrom('hosts').select('hosts.id')
-    .where('hosts.lease_expires_at', '>', dbNow).where('hosts.draining', '=', 0)
-    .where((eb) => eb(held(eb).select((f) => f.fn.countAll<number>().as('n')), '<', eb.ref('hosts.max_functions')))
-    .where((eb) => eb(held(eb).select((f) => sql<number>`coalesce(sum(${f.ref('functions.memory_mb')}), 0) + ${memoryMb}`.as('m')), '<=', eb.ref('hosts.memory_mb')))
-    .limit(1)
-    .executeTakeFirst();
-  return row !== undefined;
+  return (await listHosts(db)).some((h) => h.alive && !h.draining && fits(h.capacity, { functions: h.functions, memory_mb: h.used.memory_mb }, memoryMb));
+}
+
+/** Every registered host with what it holds, alive ones first. */
+async function listHosts(db: Kysely<FleetTables>): Promise<HostView[]> {
+  const rows = await db
+    .selectFrom('hosts')
+    .leftJoin('functions', (join) => join.onRef('functions.host_id', '=', 'hosts.id').onRef('functions.host_generation', '=', 'hosts.generation'))
+    .select((eb) => [
+      'hosts.id', 'hosts.url', 'hosts.vcpu', 'hosts.memory_mb', 'hosts.max_functions', 'hosts.max_live_vms', 'hosts.generation', 'hosts.draining',
+      eb('hosts.lease_expires_at', '>', dbNow).as('alive'),
+      eb.fn.count<number>('functions.id').as('functions'),
+      eb.fn.coalesce(eb.fn.sum<number>('functions.memory_mb'), sql<number>`0`).as('used_memory_mb'),
+      eb.fn.coalesce(eb.fn.sum<number>('functions.vcpu'), sql<number>`0`).as('used_vcpu'),
+    ])
+    .groupBy('hosts.id')
+    .orderBy('hosts.id')
+    .execute();
+  return rows
+    .map((r) => ({
+      id: r.id, url: r.url, alive: r.alive === true, draining: r.draining === 1, generation: r.generation,
+      capacity: { vcpu: r.vcpu, memory_mb: r.memory_mb, max_functions: r.max_functions, max_live_vms: r.max_live_vms },
+      // sum() of integers is numeric in PostgreSQL, which node-postgres gives as text.
+      used: { vcpu: Number(r.used_vcpu), memory_mb: Number(r.used_memory_mb) },
+      functions: Number(r.functions),
+    }))
+    .sort((a, b) => Number(b.alive) - Number(a.alive));
 }
 
 export class HostRegistry {
@@ -237,29 +260,8 @@ export class HostRegistry {
   }
 
   /** Every registered host with what it holds, alive ones first. */
-  async list(): Promise<HostView[]> {
-    const rows = await this.db
-      .selectFrom('hosts')
-      .leftJoin('functions', (join) => join.onRef('functions.host_id', '=', 'hosts.id').onRef('functions.host_generation', '=', 'hosts.generation'))
-      .select((eb) => [
-        'hosts.id', 'hosts.url', 'hosts.vcpu', 'hosts.memory_mb', 'hosts.max_functions', 'hosts.max_live_vms', 'hosts.generation', 'hosts.draining',
-        eb('hosts.lease_expires_at', '>', dbNow).as('alive'),
-        eb.fn.count<number>('functions.id').as('functions'),
-        eb.fn.coalesce(eb.fn.sum<number>('functions.memory_mb'), sql<number>`0`).as('used_memory_mb'),
-        eb.fn.coalesce(eb.fn.sum<number>('functions.vcpu'), sql<number>`0`).as('used_vcpu'),
-      ])
-      .groupBy('hosts.id')
-      .orderBy('hosts.id')
-      .execute();
-    return rows
-      .map((r) => ({
-        id: r.id, url: r.url, alive: r.alive === true, draining: r.draining === 1, generation: r.generation,
-        capacity: { vcpu: r.vcpu, memory_mb: r.memory_mb, max_functions: r.max_functions, max_live_vms: r.max_live_vms },
-        // sum() of integers is numeric in PostgreSQL, which node-postgres gives as text.
-        used: { vcpu: Number(r.used_vcpu), memory_mb: Number(r.used_memory_mb) },
-        functions: Number(r.functions),
-      }))
-      .sort((a, b) => Number(b.alive) - Number(a.alive));
+  list(): Promise<HostView[]> {
+    return listHosts(this.db);
   }
 
   /** Locks this host's row and tells whether it is alive, not draining, and has room for `memoryMb` more. */
@@ -274,6 +276,6 @@ export class HostRegistry {
       .select((eb) => [eb.fn.countAll<number>().as('functions'), eb.fn.coalesce(eb.fn.sum<number>('memory_mb'), sql<number>`0`).as('memory_mb')])
       .where('host_id', '=', this.host.id).where('host_generation', '=', this.generationNow)
       .executeTakeFirstOrThrow();
-    return Number(used.functions) < host.max_functions && Number(used.memory_mb) + memoryMb <= host.memory_mb;
+    return fits(host, { functions: Number(used.functions), memory_mb: Number(used.memory_mb) }, memoryMb);
   }
 }
