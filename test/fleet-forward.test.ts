@@ -4,9 +4,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { lambdaRefusal } from '../src/api/lambda/errors.js';
+import { invocationsForwardedFirst } from '../src/api/server.js';
 import { hasCommand } from '../src/exec.js';
 import { checkClusterSecret, clusterSecretHeader, requireClusterSecret } from '../src/fleet/cluster-secret.js';
 import { Forwarder, forwardedByHeader, forwardedForHeader, type ForwardTarget } from '../src/fleet/forward.js';
@@ -40,10 +42,11 @@ async function listen(app: FastifyInstance): Promise<string> {
 }
 
 // The owner: what a host holding the functions answers, and what it saw of the forwarded requests.
-const seen = { uploadBytes: 0, cutShort: 0, requests: 0 };
+const seen = { uploadBytes: 0, cutShort: 0, requests: 0, connections: 0 };
 
 function ownerApp(): FastifyInstance {
   const app = Fastify();
+  app.server.on('connection', () => void seen.connections++);
   app.addHook('onRequest', async () => void seen.requests++);
   // Uploads are hashed as they arrive, never held: `seen.uploadBytes` shows how much reached the owner so far.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
@@ -82,6 +85,9 @@ function ownerApp(): FastifyInstance {
       if (!res.writableFinished) seen.cutShort++;
     });
   });
+  app.get('/v1/functions/:id/nothing', async (_request, reply) => reply.status(204).header('x-served-by', 'owner').send());
+  // Refuses an upload before reading it (as a body limit does).
+  app.post('/v1/functions/:id/refused', { onRequest: async (_request, reply) => reply.status(413).send({ error: 'too large' }) }, async () => ({}));
   app.get('/v1/functions/:id/limited', async (_request, reply) => reply.status(429)
     .header('retry-after', '7').header('x-rate-limit', 'exceeded').header('set-cookie', ['a=1; Path=/', 'b=2; Path=/'])
     .send({ error: 'slow down' }));
@@ -123,6 +129,33 @@ function frontApp(hostId: string, targets: (id: string) => ForwardTarget): { app
   return { app, forwarder };
 }
 
+/** An owner that speaks HTTP by hand, to answer what Node's server never would: the path names the answer. */
+const rawAnswers: Record<string, string> = {
+  '/v1/functions/raw/garbage': 'this is not HTTP\r\n\r\n',
+  '/v1/functions/raw/continue': 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
+  '/v1/functions/raw/until-close': 'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it, until the connection closes',
+  '/v1/functions/raw/huge-head': `HTTP/1.1 200 OK\r\n${'x-filler: ' + 'y'.repeat(1000) + '\r\n'}`.repeat(100),
+  // Two answers to one request, the connection left open.
+  '/v1/functions/raw/twice': 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond',
+};
+let rawConnections = 0;
+
+function rawOwner(): Server {
+  return createServer((socket) => {
+    rawConnections++;
+    let text = '';
+    socket.on('data', (data: Buffer) => {
+      text += data.toString('latin1');
+      if (!text.includes('\r\n\r\n')) return;
+      const path = text.split(' ')[1] ?? '';
+      text = '';
+      if (path === '/v1/functions/raw/twice') socket.write(rawAnswers[path] ?? '');
+      else socket.end(rawAnswers[path] ?? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+    });
+    socket.on('error', () => {});
+  });
+}
+
 // A port that refuses connections (a host that is down), and a listener that never accepts (a host that is gone
 // without a trace: the connection attempt hangs) when python3 is there to make one.
 let owner: FastifyInstance;
@@ -135,6 +168,8 @@ let ephemeralUrl: string;
 let secondUrl: string;
 let downUrl: string;
 let blackhole: { url: string; stop: () => void } | undefined;
+let raw: Server;
+let rawUrl: string;
 
 async function startBlackhole(): Promise<{ url: string; stop: () => void }> {
   // backlog 0 and no accept(): once one connection waits in the queue, the kernel drops further SYNs.
@@ -163,12 +198,16 @@ before(async () => {
   downUrl = await listen(closed);
   await closed.close();
   if (hasCommand('python3')) blackhole = await startBlackhole();
+  raw = rawOwner();
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  rawUrl = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
   second = frontApp('second', () => ({ id: 'owner', url: ownerUrl })).app;
   secondUrl = await listen(second);
   front = frontApp('front', (id) => {
     if (id === 'down') return { id: 'down', url: downUrl };
     if (id === 'gone') return { id: 'gone', url: blackhole?.url ?? downUrl };
     if (id === 'ephemeral') return { id: 'ephemeral', url: ephemeralUrl };
+    if (id === 'raw') return { id: 'raw', url: rawUrl };
     if (id === 'hop') return { id: 'second', url: secondUrl }; // `second` thinks the owner is elsewhere: a loop
     return { id: 'owner', url: ownerUrl };
   }).app;
@@ -181,6 +220,7 @@ after(async () => {
   await owner?.close();
   if (ephemeral?.server.listening) await ephemeral.close();
   blackhole?.stop();
+  await new Promise((resolve) => raw?.close(resolve));
 });
 
 test('method, path, query, end-to-end headers and body reach the owner; hop-by-hop and smuggled headers do not', async () => {
@@ -239,6 +279,48 @@ test('a status and its headers pass unchanged (429 with Retry-After and two cook
   assert.equal(answer.headers['x-rate-limit'], 'exceeded');
   assert.deepEqual(answer.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/']);
   assert.deepEqual(json(answer), { error: 'slow down' });
+});
+
+test('answers with no body (HEAD, 204) pass as such, and requests share one kept-alive connection to the owner', async () => {
+  await send(`${frontUrl}/v1/functions/f1/echo`); // a connection to the owner, kept alive
+  const connections = seen.connections;
+  const head = await send(`${frontUrl}/v1/functions/f1/echo`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['x-served-by'], 'owner');
+  assert.ok(Number(head.headers['content-length']) > 0, 'the length a GET would have');
+  assert.equal(head.body.length, 0);
+  const nothing = await send(`${frontUrl}/v1/functions/f1/nothing`, { method: 'GET' });
+  assert.deepEqual([nothing.status, nothing.headers['x-served-by'], nothing.body.length], [204, 'owner', 0]);
+  for (let i = 0; i < 5; i++) assert.equal((await send(`${frontUrl}/v1/functions/f1/echo?i=${i}`)).status, 200);
+  assert.equal(seen.connections, connections, 'seven requests, each from a new client connection, and no new one to the owner');
+});
+
+test('an owner that refuses an upload before reading it: its answer reaches the client, and its connection is not reused', async () => {
+  const body = randomBytes(2 * 1024 * 1024);
+  const refused = await send(`${frontUrl}/v1/functions/f1/refused`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+  assert.equal(refused.status, 413);
+  assert.deepEqual(json(refused), { error: 'too large' });
+  const connections = seen.connections;
+  assert.equal((await send(`${frontUrl}/v1/functions/f1/echo`)).status, 200, 'the next request is answered');
+  assert.equal(seen.connections, connections + 1, 'on a new connection: the old one had an unsent body in it');
+});
+
+test('an owner answer that is not HTTP, or whose head is too large, is a 503; 100 Continue and close-delimited bodies pass; a second answer spoils its connection', async () => {
+  const garbage = await send(`${frontUrl}/v1/functions/raw/garbage`);
+  assert.equal(garbage.status, 503);
+  assert.match(json(garbage).error, /^host raw at .* sent a malformed answer/);
+  const huge = await send(`${frontUrl}/v1/functions/raw/huge-head`);
+  assert.equal(huge.status, 503);
+  assert.match(json(huge).error, /^host raw at .* sent a malformed answer: max header size exceeded/);
+  const continued = await send(`${frontUrl}/v1/functions/raw/continue`);
+  assert.deepEqual([continued.status, continued.body.toString()], [200, 'ok'], 'the final answer, not the interim one');
+  const untilClose = await send(`${frontUrl}/v1/functions/raw/until-close`);
+  assert.deepEqual([untilClose.status, untilClose.body.toString()], [200, 'all of it, until the connection closes']);
+  const twice = await send(`${frontUrl}/v1/functions/raw/twice`);
+  assert.deepEqual([twice.status, twice.body.toString()], [200, 'first']);
+  const connections = rawConnections;
+  assert.deepEqual((await send(`${frontUrl}/v1/functions/raw/continue`)).body.toString(), 'ok');
+  assert.equal(rawConnections, connections + 1, 'the connection that carried a second answer is not used again');
 });
 
 test('a 5 MB upload streams to the owner as it is sent, and a 5 MB answer comes back byte-exact', async () => {
@@ -387,4 +469,49 @@ test('a fleet refuses to start without a cluster secret of reasonable strength',
   assert.throws(() => checkClusterSecret('sixteen chars ok'), /printable ASCII without spaces/);
   assert.throws(() => checkClusterSecret('0123456789abcdef\n'), /printable ASCII/);
   assert.equal(checkClusterSecret(secret), secret);
+});
+
+test("a fleet host's front door: invocations of a function held elsewhere are forwarded before Fastify, the rest reach Fastify", async () => {
+  // What the fleet is asked (Fleet.forwardEarly), and a fleet for which only `remote` is another host's.
+  const asked: { url: string; ref: string; lambda: boolean }[] = [];
+  const app = Fastify({
+    serverFactory: invocationsForwardedFirst({
+      forwardEarly: (req, res, ref, refusal) => {
+        asked.push({ url: req.url ?? '', ref, lambda: refusal === lambdaRefusal });
+        if (ref !== 'remote') return false;
+        req.resume();
+        res.end('forwarded early');
+        return true;
+      },
+    }),
+  });
+  app.all('/*', async (request) => `fastify: ${request.method} ${request.url}`);
+  const url = await listen(app);
+  try {
+    const post = async (path: string, method = 'POST') => (await send(`${url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: method === 'POST' ? '{}' : undefined })).body.toString();
+    const arn = encodeURIComponent('arn:aws:lambda:us-east-1:000000000000:function:remote');
+    assert.equal(await post('/v1/functions/remote/invoke'), 'forwarded early');
+    assert.equal(await post('/v1/functions/remote/invoke?x=1'), 'forwarded early');
+    assert.equal(await post(`/2015-03-31/functions/${arn}/invocations`), 'forwarded early');
+    assert.equal(await post('/2015-03-31/functions/remote/invocations?Qualifier=%24LATEST'), 'forwarded early');
+    assert.equal(await post('/v1/functions/local/invoke'), 'fastify: POST /v1/functions/local/invoke');
+    assert.deepEqual(asked, [
+      { url: '/v1/functions/remote/invoke', ref: 'remote', lambda: false },
+      { url: '/v1/functions/remote/invoke?x=1', ref: 'remote', lambda: false },
+      { url: `/2015-03-31/functions/${arn}/invocations`, ref: 'remote', lambda: true },
+      { url: '/2015-03-31/functions/remote/invocations?Qualifier=%24LATEST', ref: 'remote', lambda: true },
+      { url: '/v1/functions/local/invoke', ref: 'local', lambda: false },
+    ], 'v1 invocations with fnvm refusals, Lambda ones (name or ARN) with Lambda\'s');
+    asked.length = 0;
+    // Not invocations, or names the router would decode differently: Fastify's, and its route's hook decides.
+    const others = ['/v1/functions/remote', '/v1/functions/remote/invoke/more', '/v1/functions/re%6Dote/invoke', '/2015-03-31/functions/remote/configuration'];
+    for (const path of [...others, '/2015-03-31/functions/111111111111%3Afunction%3Aremote/invocations']) {
+      assert.equal(await post(path), `fastify: POST ${path}`, path);
+    }
+    assert.equal(await post('/v1/functions/remote/invoke', 'GET'), 'fastify: GET /v1/functions/remote/invoke');
+    assert.deepEqual(asked, [], 'the fleet was not even asked');
+    assert.equal(app.server.keepAliveTimeout, 72_000, "Fastify's own server settings");
+  } finally {
+    await app.close();
+  }
 });

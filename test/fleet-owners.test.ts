@@ -24,13 +24,16 @@ function item(fields: Partial<FunctionRecord>): { item: FunctionRecord } {
 
 test('an owner is looked up once, then remembered until its lease as looked up runs out', async () => {
   const { cache, lookups, tick } = setup(() => ({ functionId: 'f1', owner: a, leaseLeftMs: 4000 }));
+  assert.equal(cache.remembered('one'), undefined, 'nothing is remembered before a lookup');
   assert.deepEqual(await Promise.all([cache.locate('one'), cache.locate('one')]), [a, a]);
   assert.deepEqual(await cache.locate('one'), a);
   assert.deepEqual(lookups, ['one'], 'concurrent and later requests share one lookup');
   tick(3999);
+  assert.deepEqual(cache.remembered('one'), a, 'what the front door forwards by, without a lookup');
   await cache.locate('one');
   assert.equal(lookups.length, 1);
   tick(1);
+  assert.equal(cache.remembered('one'), undefined, 'not past the lease it saw');
   await cache.locate('one');
   assert.equal(lookups.length, 2, 'looked up again once the lease it saw has run out');
 });
@@ -63,6 +66,7 @@ test('a failed forward forgets that owner; placement is not remembered; unknown 
   const { cache, lookups } = setup(() => located);
   await cache.locate('f1');
   cache.failed('a');
+  assert.equal(cache.remembered('f1'), undefined, 'forgotten at once: the front door no longer forwards there');
   located = { functionId: 'f1', owner: null, leaseLeftMs: 0 };
   assert.equal(await cache.locate('f1'), null);
   assert.equal(await cache.locate('f1'), null);

@@ -1,10 +1,11 @@
 // The HTTP server: Fastify with CORS, body limits, error mapping, and the route plugins.
 import type { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerFactory } from 'fastify';
 import type { ForwardedClient, Refusal } from '../fleet/forward.js';
 import type { HostView } from '../fleet/registry.js';
-import { v1FunctionOf } from '../fleet/routing.js';
+import { v1FunctionOf, v1InvocationOf } from '../fleet/routing.js';
 import type { FunctionService } from '../functions/service.js';
 import { requireToken } from './auth.js';
 import { sendError } from './errors.js';
@@ -12,7 +13,7 @@ import { eventsRoutes } from './events-routes.js';
 import { functionsRoutes } from './functions-routes.js';
 import { hostsRoutes } from './hosts-routes.js';
 import { lambdaRefusal } from './lambda/errors.js';
-import { lambdaFunctionOf, lambdaRoutes } from './lambda/routes.js';
+import { lambdaFunctionOf, lambdaInvocationOf, lambdaRoutes } from './lambda/routes.js';
 import { bodyLimitBytes } from './limits.js';
 import { redactLine, redactUrl } from './redact.js';
 import { statsRoutes } from './stats-routes.js';
@@ -39,6 +40,8 @@ export interface ApiOptions {
 export interface FleetRouting {
   /** An onRequest hook for routes naming a function (`functionOf` reads which). */
   route(functionOf: (request: FastifyRequest) => string | undefined, refusal?: Refusal): OnRequest;
+  /** Forwards a request about `ref` now, before Fastify, if its owner is known to be another host; else false. */
+  forwardEarly(incoming: IncomingMessage, res: ServerResponse, ref: string, refusal?: Refusal): boolean;
   internalApi(app: FastifyInstance): void;
   /** The client's address of a request another host forwarded here; undefined for the others. */
   clientOf(request: FastifyRequest): ForwardedClient | undefined;
@@ -61,8 +64,36 @@ function withForwarder(req: FastifyRequest, client: ForwardedClient | undefined)
   return { remoteAddress: client.address, forwardedBy: client.host };
 }
 
+/** Fastify's defaults, set on the server it makes, so set here too on the one a fleet host makes. */
+const serverSettings = { keepAliveTimeout: 72_000, requestTimeout: 0, connectionTimeout: 0 };
+
+/**
+ * A fleet host's server: invocations of functions other hosts hold are forwarded before Fastify routes them (the
+ * owner checks tokens, signatures and CORS, as it does for every forwarded request); the rest go to Fastify.
+ */
+export function invocationsForwardedFirst(fleet: Pick<FleetRouting, 'forwardEarly'>): FastifyServerFactory {
+  const early = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (req.method !== 'POST' || req.url === undefined) return false;
+    const v1 = v1InvocationOf(req.url);
+    if (v1 !== undefined) return fleet.forwardEarly(req, res, v1);
+    const lambda = lambdaInvocationOf(req.url);
+    return lambda !== undefined && fleet.forwardEarly(req, res, lambda, lambdaRefusal);
+  };
+  return (handler) => {
+    const server = createServer((req, res) => {
+      if (!early(req, res)) handler(req, res);
+    });
+    server.keepAliveTimeout = serverSettings.keepAliveTimeout;
+    server.requestTimeout = serverSettings.requestTimeout;
+    server.setTimeout(serverSettings.connectionTimeout);
+    return server;
+  };
+}
+
 export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
+    ...serverSettings,
+    ...(options.fleet ? { serverFactory: invocationsForwardedFirst(options.fleet) } : {}),
     logger: {
       level: options.logLevel,
       // Fastify's own request fields, with the token redacted; headers (Authorization) are never logged.

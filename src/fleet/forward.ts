@@ -1,9 +1,9 @@
 // Forwarding a request to the host that holds its function: the body streams both ways unbuffered, status and
 // end-to-end headers pass unchanged, and a failure is a prompt 503 or an aborted response, never a hang.
-import { Agent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type RequestOptions, type ServerResponse } from 'node:http';
-import { urlToHttpOptions } from 'node:url';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { clusterSecretHeader, secretMatcher } from './cluster-secret.js';
+import { HostConnections, relay, type Exchange } from './relay.js';
 
 /** Set by the forwarding host (with the cluster secret): the owner knows it was forwarded; it never goes further. */
 export const forwardedByHeader = 'x-fnvm-forwarded-by';
@@ -30,7 +30,7 @@ export interface ForwarderOptions {
 }
 
 /** Which host the request was forwarded by, when it carries a valid cluster secret; a client cannot fake it. */
-export type ForwardedBy = (request: FastifyRequest) => string | undefined;
+export type ForwardedBy = (request: { headers: IncomingHttpHeaders }) => string | undefined;
 
 /** The client of a forwarded request, and the host that forwarded it. */
 export interface ForwardedClient {
@@ -42,11 +42,15 @@ export interface ForwardedClient {
 // (Node sends 100 Continue itself), and the fleet's own headers, which a client must not be able to smuggle in.
 const dropped = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', clusterSecretHeader, forwardedByHeader, forwardedForHeader]);
 
-function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const named = headers.connection?.toLowerCase().split(',').map((name) => name.trim()) ?? [];
-  const kept: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !dropped.has(name) && !name.startsWith('proxy-') && !named.includes(name)) kept[name] = value;
+/** The end-to-end headers of a flat name, value list (rawHeaders), in their order and case. */
+function endToEnd(raw: string[]): string[] {
+  const connection: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'connection') connection.push(...(raw[i + 1] ?? '').toLowerCase().split(',').map((name) => name.trim()));
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    const lower = name.toLowerCase();
+    if (!dropped.has(lower) && !lower.startsWith('proxy-') && !connection.includes(lower)) kept.push(name, raw[i + 1] ?? '');
   }
   return kept;
 }
@@ -69,10 +73,9 @@ export interface ForwardHooks {
 }
 
 export class Forwarder {
-  // Keep-alive: a forwarded request usually finds a connection open, which keeps the extra hop well under 1 ms.
-  private readonly agent = new Agent({ keepAlive: true, scheduling: 'lifo', noDelay: true });
   private readonly connectTimeoutMs: number;
-  private readonly bases = new Map<string, { options: RequestOptions; path: string }>();
+  /** Each host's connections and the path its URL puts before the request's (there are only as many as hosts). */
+  private readonly hosts = new Map<string, { connections: HostConnections; path: string }>();
   readonly forwardedBy: ForwardedBy;
 
   constructor(private readonly options: ForwarderOptions) {
@@ -98,80 +101,68 @@ export class Forwarder {
   /**
    * Answers the request with the target's answer. Takes the reply over (hijack), so the caller must not send;
    * the body must still be unread: call it from an onRequest hook (see hook()) or a route whose content-type
-   * parser hands the payload stream through. A request another host already forwarded gets 503, not a second hop.
+   * parser hands the payload stream through.
    */
-  forward(request: FastifyRequest, reply: FastifyReply, target: ForwardTarget, { failed, refusal = jsonRefusal }: ForwardHooks = {}): void {
-    const incoming = request.raw;
-    if (incoming.readableFlowing !== null) throw new Error('forward() needs the request body unread: call it from an onRequest hook');
+  forward(request: FastifyRequest, reply: FastifyReply, target: ForwardTarget, hooks: ForwardHooks = {}): void {
+    if (request.raw.readableFlowing !== null) throw new Error('forward() needs the request body unread: call it from an onRequest hook');
     reply.hijack();
-    const res = reply.raw;
     // Headers this host set already (CORS from an earlier hook): kept unless the owner sends its own.
     for (const [name, value] of Object.entries(reply.getHeaders())) {
-      if (value !== undefined) res.setHeader(name, value);
+      if (value !== undefined) reply.raw.setHeader(name, value);
     }
-    // Nobody reads the body once we answer ourselves: drain it, so the client gets to read the answer.
-    const refuse = (error: string) => {
-      incoming.unpipe();
-      incoming.resume();
-      refusal(res, error);
+    this.forwardRaw(request.raw, reply.raw, target, hooks);
+  }
+
+  /**
+   * The same for a request no framework has touched (its body unread). A request another host already forwarded
+   * gets 503, not a second hop; so does one the target does not answer, promptly.
+   */
+  forwardRaw(incoming: IncomingMessage, res: ServerResponse, target: ForwardTarget, { failed, refusal = jsonRefusal }: ForwardHooks = {}): void {
+    const refuse = (message: string) => {
+      incoming.resume(); // nobody reads the body once we answer ourselves: drained, so the client reads the answer
+      refusal(res, message);
     };
-    const from = this.forwardedBy(request);
+    const from = this.forwardedBy(incoming);
     if (from !== undefined) {
       refuse(`host ${this.options.hostId} does not hold this function and the request was already forwarded by host ${from}: not forwarding it again`);
       return;
     }
-    let answered = false;
-    const unreachable = (error: Error) => {
-      if (answered || res.destroyed) return; // after the head the response's close handles it; a gone client needs nothing
-      answered = true;
+    const noAnswer = (reason: string) => {
+      if (res.destroyed) return; // a client that went away needs no answer
       failed?.();
-      refuse(`host ${target.id} at ${target.url} is unreachable: ${error.message}`);
+      refuse(`host ${target.id} at ${target.url} ${reason}`);
     };
-    let upstream: ClientRequest;
+    let host: { connections: HostConnections; path: string };
     try {
-      upstream = this.request(request, target);
+      host = this.host(target.url);
     } catch (error) {
-      unreachable(error instanceof Error ? error : new Error(String(error))); // a target URL we cannot use
+      noAnswer(`is unreachable: ${error instanceof Error ? error.message : String(error)}`); // a URL we cannot use
       return;
     }
-    upstream.on('error', unreachable);
-    upstream.on('socket', (socket) => {
-      if (!socket.connecting) return; // a kept-alive connection
-      const timer = setTimeout(() => upstream.destroy(new Error(`no connection within ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
-      socket.once('connect', () => clearTimeout(timer));
-      upstream.once('close', () => clearTimeout(timer));
-    });
-    upstream.on('response', (answer) => {
-      answered = true;
-      if (answer.statusCode === 503) failed?.();
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.headers));
-      // The head goes out with the first chunk of body; if none is there yet (an event stream), on its own, so
-      // that an EventSource opens at once. Writing it always would cost a packet on every small answer.
-      setImmediate(() => {
-        if (!res.writableEnded && !res.destroyed) res.flushHeaders();
-      });
-      // An owner that dies mid-answer destroys the response: the client sees it cut short. (pipe, not pipeline:
-      // pipeline makes an AbortController and an AbortError with its stack per request, a tenth of the hop's CPU.)
-      answer.once('close', () => {
-        if (!answer.complete) res.destroy();
-      });
-      answer.pipe(res);
-    });
-    // The client went away before its answer was complete: so does the request to the owner.
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    incoming.pipe(upstream);
+    relay(incoming, res, {
+      connections: host.connections,
+      head: this.head(incoming, host.path),
+      body: incoming.headers['content-length'] !== undefined ? 'sized' : incoming.headers['transfer-encoding'] !== undefined ? 'chunked' : 'none',
+      method: incoming.method ?? 'GET',
+      headersOut: endToEnd,
+      noAnswer,
+      answered: (status) => {
+        if (status === 503) failed?.();
+      },
+    } satisfies Exchange);
   }
 
-  private request(request: FastifyRequest, target: ForwardTarget): ClientRequest {
-    const base = this.base(target.url);
-    const headers = endToEnd(request.headers);
-    headers[clusterSecretHeader] = this.options.secret;
-    headers[forwardedByHeader] = this.options.hostId;
-    headers[forwardedForHeader] = request.raw.socket.remoteAddress ?? 'unknown';
-    // The path and query as received, byte for byte. Host stays the client's: SigV4 signatures cover it.
-    return httpRequest({ ...base.options, agent: this.agent, method: request.method, path: base.path + request.url, headers });
+  /**
+   * The request line and headers for the owner: the path and query as received, byte for byte (the host's URL
+   * path before them), the end-to-end headers as the client sent them (Host too: SigV4 signatures cover it),
+   * then the fleet's own. Node's parser has refused any CR or LF in them already.
+   */
+  private head(incoming: IncomingMessage, basePath: string): string {
+    const headers = endToEnd(incoming.rawHeaders);
+    let head = `${incoming.method ?? 'GET'} ${basePath}${incoming.url ?? '/'} HTTP/1.1\r\n`;
+    for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    if (incoming.headers['content-length'] === undefined && incoming.headers['transfer-encoding'] !== undefined) head += 'transfer-encoding: chunked\r\n';
+    return `${head}${clusterSecretHeader}: ${this.options.secret}\r\n${forwardedByHeader}: ${this.options.hostId}\r\n${forwardedForHeader}: ${incoming.socket.remoteAddress ?? 'unknown'}\r\n\r\n`;
   }
 
   /** The client a forwarding host received the request from, believed only with the cluster secret; else undefined. */
@@ -181,21 +172,22 @@ export class Forwarder {
     return host !== undefined && typeof address === 'string' && address !== '' ? { address, host } : undefined;
   }
 
-  /** A host's URL, parsed once (there are only as many as hosts). */
-  private base(url: string): { options: RequestOptions; path: string } {
-    let base = this.bases.get(url);
-    if (!base) {
+  /** A host's connections, made on first use. */
+  private host(url: string): { connections: HostConnections; path: string } {
+    let host = this.hosts.get(url);
+    if (!host) {
       const parsed = new URL(url);
       if (parsed.protocol !== 'http:') throw new Error(`unsupported protocol ${parsed.protocol}`);
-      base = { options: urlToHttpOptions(parsed), path: parsed.pathname.replace(/\/$/, '') };
-      if (this.bases.size >= 1024) this.bases.clear();
-      this.bases.set(url, base);
+      const port = parsed.port === '' ? 80 : Number(parsed.port);
+      host = { connections: new HostConnections(parsed.hostname.replace(/^\[(.*)\]$/, '$1'), port, this.connectTimeoutMs), path: parsed.pathname.replace(/\/$/, '') };
+      this.hosts.set(url, host);
     }
-    return base;
+    return host;
   }
 
-  /** Closes the kept-alive connections (and any forwarded request still running). */
+  /** Closes the kept-alive connections. */
   close(): void {
-    this.agent.destroy();
+    for (const { connections } of this.hosts.values()) connections.close();
+    this.hosts.clear();
   }
 }

@@ -39,10 +39,16 @@ export class OwnerCache {
 
   /** The function's live owner; null while it has none; undefined if there is no such function. */
   locate(ref: string): Promise<ForwardTarget | null | undefined> {
-    const entry = this.entries.get(ref);
-    if (entry && entry.until > this.now()) return Promise.resolve(entry.owner);
-    if (entry) this.entries.delete(ref);
+    const owner = this.remembered(ref);
+    if (owner) return Promise.resolve(owner);
+    this.entries.delete(ref);
     return this.pending.run(ref, () => this.lookUp(ref));
+  }
+
+  /** The owner remembered for `ref` and still within its lease, without asking anyone; else undefined. */
+  remembered(ref: string): ForwardTarget | undefined {
+    const entry = this.entries.get(ref);
+    return entry && entry.until > this.now() ? entry.owner : undefined;
   }
 
   /** A change to a function, from any host: its remembered owner goes unless the change shows it kept it. */

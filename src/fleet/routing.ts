@@ -35,6 +35,11 @@ export function v1FunctionOf(request: FastifyRequest): string | undefined {
   return request.routeOptions.url?.startsWith('/v1/functions/:id') ? stringParam(request.params, 'id') : undefined;
 }
 
+/** The function a `POST /v1/functions/:id/invoke` URL names, read before routing: plain ids and names only. */
+export function v1InvocationOf(url: string): string | undefined {
+  return /^\/v1\/functions\/([A-Za-z0-9._~-]+)\/invoke(?:\?|$)/.exec(url)?.[1];
+}
+
 /** A route parameter, read without trusting the params object's shape. */
 export function stringParam(params: unknown, name: string): string | undefined {
   if (typeof params !== 'object' || params === null || !(name in params)) return undefined;

@@ -41,6 +41,16 @@ export function lambdaFunctionOf(request: FastifyRequest): string | undefined {
   }
 }
 
+/** The function a Lambda Invoke URL names, read before routing (as the route would decode it); else undefined. */
+export function lambdaInvocationOf(url: string): string | undefined {
+  const name = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?|$)/.exec(url)?.[1];
+  try {
+    return name === undefined ? undefined : functionNameOf(decodeURIComponent(name));
+  } catch {
+    return undefined; // the route refuses it, in Lambda's words
+  }
+}
+
 /** Real CreateFunction takes requests up to this size (a 50 MiB zip, base64, in JSON). */
 export const definitionLimitBytes = 70_167_211;
 const maxItemsDefault = 50;

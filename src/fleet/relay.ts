@@ -1,0 +1,192 @@
+// One HTTP/1.1 exchange with another host, relayed into the client's response: the request head is written as
+// given, the body streamed as it arrives, and the answer parsed (http-parser-js) only to frame it, its body written
+// on as it comes. Node's http client does the same with a ClientRequest, an IncomingMessage and an agent per
+// request; here that was a third of a forwarded invoke's extra hop (bench/fleet.ts).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { HTTPParser } from 'http-parser-js';
+
+/** A kept-alive connection unused this long is closed (well inside Node's and Fastify's keep-alive timeouts). */
+const idleMs = 4_000;
+const maxIdle = 64;
+
+/** Connections to one host: a new request takes the one used last, or opens one. */
+export class HostConnections {
+  /** Idle connections, the last used last, each with what closes it (also on anything the host sends meanwhile). */
+  private readonly idle: { socket: Socket; drop: () => void }[] = [];
+  private closed = false;
+
+  constructor(private readonly host: string, private readonly port: number, private readonly connectTimeoutMs: number) {}
+
+  take(): Socket {
+    for (let kept = this.idle.pop(); kept; kept = this.idle.pop()) {
+      const { socket, drop } = kept;
+      socket.off('data', drop).off('close', drop).off('error', drop).off('timeout', drop).setTimeout(0);
+      if (!socket.destroyed) return socket;
+    }
+    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    const late = () => socket.destroy(new Error(`no connection within ${this.connectTimeoutMs} ms`));
+    socket.setTimeout(this.connectTimeoutMs).once('timeout', late).once('connect', () => socket.setTimeout(0).off('timeout', late));
+    return socket;
+  }
+
+  /** Back for the next request: the exchange's listeners are off it and it carries nothing more of that one. */
+  give(socket: Socket): void {
+    if (this.closed || this.idle.length >= maxIdle || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    const drop = () => {
+      const at = this.idle.findIndex((entry) => entry.socket === socket);
+      if (at >= 0) this.idle.splice(at, 1);
+      socket.destroy();
+    };
+    socket.on('data', drop).on('close', drop).on('error', drop).setTimeout(idleMs).on('timeout', drop);
+    this.idle.push({ socket, drop });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const { socket } of this.idle.splice(0)) socket.destroy();
+  }
+}
+
+export interface Exchange {
+  connections: HostConnections;
+  /** The request line and headers, ending with the empty line. */
+  head: string;
+  /** How the body goes: none, as received (Content-Length), or chunked again (it came chunked). */
+  body: 'none' | 'sized' | 'chunked';
+  method: string;
+  /** The answer's headers as the client gets them (flat name, value list, as received). */
+  headersOut: (raw: string[]) => string[];
+  /** No answer will come: nothing was written to the client yet. */
+  noAnswer: (reason: string) => void;
+  /** The answer's status, as its head arrives. */
+  answered: (status: number) => void;
+}
+
+type Phase = 'waiting' | 'answering' | 'done';
+
+/** Sends `incoming` (its body unread) and writes the answer to `res`; failures go to `noAnswer` or cut `res`. */
+export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: Exchange): void {
+  const socket = exchange.connections.take();
+  let phase: Phase = 'waiting';
+  let keepAlive = false;
+  let informational = false;
+  let bodyWritten = false;
+  const parser = new HTTPParser(HTTPParser.RESPONSE);
+  const sending = sendRequest(incoming, socket, exchange.head, exchange.body);
+
+  const fail = (reason: string) => {
+    if (phase === 'done') return;
+    const was = phase;
+    phase = 'done';
+    socket.destroy();
+    sending.stop();
+    if (was === 'waiting') exchange.noAnswer(reason);
+    else res.destroy(); // mid-answer: the client sees it cut short, not a clean end
+  };
+  const onData = (data: Buffer) => {
+    const parsed = parser.execute(data);
+    if (parsed instanceof Error) fail(`sent a malformed answer: ${parsed.message}`);
+    // An answer with no body yet (an event stream): its head goes now, so that the client sees it open.
+    else if (phase === 'answering' && !bodyWritten) res.flushHeaders();
+  };
+  const onEnd = () => {
+    if (phase === 'answering') parser.finish(); // a body that lasts until the connection closes ends here
+    fail('is unreachable: socket hang up (it closed the connection without answering)');
+  };
+  const onError = (error: Error) => fail(`is unreachable: ${error.message}`);
+  const onClose = () => fail('is unreachable: socket hang up (it closed the connection without answering)');
+  socket.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+
+  parser[HTTPParser.kOnHeadersComplete] = (info) => {
+    if (phase !== 'waiting') {
+      socket.destroy(); // a second answer to one request: the host is out of step, and its connection unusable
+      return 1;
+    }
+    if (info.statusCode >= 100 && info.statusCode < 200) {
+      informational = true; // 100 Continue and the like: the answer is still to come
+      return 1;
+    }
+    exchange.answered(info.statusCode);
+    try {
+      res.writeHead(info.statusCode, info.statusMessage, exchange.headersOut(info.headers));
+    } catch (error) {
+      fail(`sent a head this host cannot pass on: ${error instanceof Error ? error.message : String(error)}`);
+      return 1;
+    }
+    phase = 'answering';
+    keepAlive = info.shouldKeepAlive;
+    return exchange.method === 'HEAD' || info.statusCode === 204 || info.statusCode === 304 ? 1 : 0;
+  };
+  parser[HTTPParser.kOnBody] = (chunk, offset, length) => {
+    if (phase !== 'answering') return;
+    bodyWritten = true;
+    if (!res.write(chunk.subarray(offset, offset + length))) {
+      socket.pause();
+      res.once('drain', () => socket.resume());
+    }
+  };
+  parser[HTTPParser.kOnMessageComplete] = () => {
+    if (informational) {
+      informational = false;
+      return;
+    }
+    if (phase !== 'answering') return;
+    phase = 'done';
+    res.end();
+    socket.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+    if (keepAlive && sending.done()) exchange.connections.give(socket);
+    else {
+      socket.destroy(); // the owner answered before the whole body was sent (or will close): not reusable
+      sending.stop();
+    }
+  };
+  res.on('close', () => {
+    if (phase !== 'done') fail('the client went away'); // the request to the owner goes with it
+  });
+}
+
+/**
+ * Writes the head and streams the body, held back by the socket; a small body goes in one packet with the head.
+ * `done`: the whole body is written; `stop`: no more of it is sent (the rest is read and dropped).
+ */
+function sendRequest(incoming: IncomingMessage, socket: Socket, head: string, body: Exchange['body']): { done: () => boolean; stop: () => void } {
+  let ended = false;
+  const onData = (chunk: Buffer) => {
+    let more: boolean;
+    if (body === 'chunked') {
+      socket.write(`${chunk.length.toString(16)}\r\n`);
+      socket.write(chunk);
+      more = socket.write('\r\n');
+    } else more = socket.write(chunk);
+    if (socket.writableCorked) socket.uncork();
+    if (!more) {
+      incoming.pause();
+      socket.once('drain', () => incoming.resume());
+    }
+  };
+  const onEnd = () => {
+    ended = true;
+    if (body === 'chunked') socket.write('0\r\n\r\n');
+    if (socket.writableCorked) socket.uncork();
+  };
+  if (body === 'none') {
+    socket.write(head);
+    ended = true;
+  } else {
+    socket.cork();
+    socket.write(head);
+    incoming.on('data', onData).on('end', onEnd);
+  }
+  incoming.resume();
+  return {
+    done: () => ended,
+    stop: () => {
+      incoming.off('data', onData).off('end', onEnd);
+      incoming.resume();
+    },
+  };
+}
