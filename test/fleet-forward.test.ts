@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { Agent, request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -51,7 +51,7 @@ function ownerApp(): FastifyInstance {
   // Uploads are hashed as they arrive, never held: `seen.uploadBytes` shows how much reached the owner so far.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
   const echo = async (request: any, reply: any) => {
-    void reply.header('x-served-by', 'owner');
+    void reply.header('x-served-by', 'owner').header('x-latin-back', 'caf\u00e9');
     return { method: request.method, url: request.url, query: request.query, headers: request.headers, body: request.body ?? null };
   };
   app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url: '/v1/functions/:id/echo', handler: echo });
@@ -66,6 +66,13 @@ function ownerApp(): FastifyInstance {
     return { bytes: seen.uploadBytes, sha256: hash.digest('hex') };
   });
   app.get('/v1/functions/:id/download', async (_request, reply) => reply.type('application/octet-stream').send(download));
+  // The same in 1 KiB chunks of a chunked answer: many to a read, as an event stream has.
+  app.get('/v1/functions/:id/chunks', (_request, reply) => {
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'application/octet-stream' });
+    for (let at = 0; at < download.length; at += 1024) reply.raw.write(download.subarray(at, at + 1024));
+    reply.raw.end();
+  });
   // Five events 200 ms apart, the head flushed at once (as src/api/sse.ts does).
   app.get('/v1/functions/:id/events', (_request, reply) => {
     reply.hijack();
@@ -120,6 +127,8 @@ function frontApp(hostId: string, targets: (id: string) => ForwardTarget): { app
   const app = Fastify();
   const forwarder = new Forwarder({ hostId, secret });
   requireClusterSecret(app, secret);
+  // Headers set before the forward (as CORS does): kept, unless the owner sends its own.
+  app.addHook('onRequest', async (_request, reply) => void reply.header('x-front', 'set').header('x-served-by', 'front'));
   app.addHook('onRequest', forwarder.hook((request: any) => request.routeOptions.url === '/v1/functions/:id/*' ? targets(request.params.id) : undefined));
   app.addHook('onClose', async () => forwarder.close());
   app.all('/v1/functions/:id/*', async () => ({ error: 'not forwarded' }));
@@ -236,7 +245,8 @@ test('method, path, query, end-to-end headers and body reach the owner; hop-by-h
     body,
   });
   assert.equal(answer.status, 200);
-  assert.equal(answer.headers['x-served-by'], 'owner', "the owner's headers come back");
+  assert.equal(answer.headers['x-served-by'], 'owner', "the owner's headers come back, in place of the front's");
+  assert.equal(answer.headers['x-front'], 'set', 'a header only the front set stays');
   const echoed = json(answer);
   assert.equal(echoed.method, 'POST');
   assert.equal(echoed.url, path, 'the path and query as the client sent them');
@@ -257,6 +267,12 @@ test('method, path, query, end-to-end headers and body reach the owner; hop-by-h
     assert.deepEqual(json(other).body, method === 'PUT' ? { a: 1 } : null);
   }
   assert.deepEqual(json(await send(`${frontUrl}/v1/health`)), { host: 'front' }, 'routes it holds are its own');
+  // Header bytes beyond ASCII (Node's client writes a GET's head in latin1) arrive as sent: SigV4 may cover them.
+  const latin = await send(`${frontUrl}/v1/functions/f1/echo`, { headers: { 'x-latin': 'caf\u00e9' } });
+  assert.equal(json(latin).headers['x-latin'], 'caf\u00e9');
+  const direct = await send(`${ownerUrl}/v1/functions/f1/echo`);
+  assert.ok([...String(direct.headers['x-latin-back'])].some((c) => c.charCodeAt(0) > 0x7f), 'not ASCII');
+  assert.equal(latin.headers['x-latin-back'], direct.headers['x-latin-back'], '... and come back as the owner sent them');
 });
 
 test("the client's address reaches the owner in the fleet's own header; the client's X-Forwarded-For passes unchanged", async () => {
@@ -277,7 +293,8 @@ test('a status and its headers pass unchanged (429 with Retry-After and two cook
   assert.equal(answer.status, 429);
   assert.equal(answer.headers['retry-after'], '7');
   assert.equal(answer.headers['x-rate-limit'], 'exceeded');
-  assert.deepEqual(answer.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/']);
+  assert.deepEqual(answer.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/'], 'both cookies, though the front had set headers');
+  assert.equal(answer.headers['x-front'], 'set');
   assert.deepEqual(json(answer), { error: 'slow down' });
 });
 
@@ -321,6 +338,52 @@ test('an owner answer that is not HTTP, or whose head is too large, is a 503; 10
   const connections = rawConnections;
   assert.deepEqual((await send(`${frontUrl}/v1/functions/raw/continue`)).body.toString(), 'ok');
   assert.equal(rawConnections, connections + 1, 'the connection that carried a second answer is not used again');
+});
+
+test('a client that reads slowly holds the owner back, and the connection serves the next request once the answer is done', async () => {
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+  process.on('warning', onWarning);
+  try {
+    // 5 MiB in 1 KiB chunks read 8 KiB a millisecond: the front's writes to the client fill up long before the owner
+    // is done, many chunks to each of its reads.
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      const socket = connect(Number(new URL(frontUrl).port), '127.0.0.1');
+      const chunks: Buffer[] = [];
+      socket.write('GET /v1/functions/f1/chunks HTTP/1.0\r\nhost: front\r\n\r\n'); // 1.0: the body as is, to the close
+      const timer = setInterval(() => {
+        const chunk = socket.read(8192) as Buffer | null;
+        if (chunk !== null) chunks.push(chunk);
+      }, 1);
+      socket.on('end', () => {
+        clearInterval(timer);
+        resolve(Buffer.concat(chunks));
+      });
+      socket.on('error', reject);
+    });
+    const split = received.indexOf('\r\n\r\n');
+    assert.match(received.subarray(0, split).toString(), /^HTTP\/1\.1 200 /);
+    assert.equal(sha256(received.subarray(split + 4)), sha256(download), 'byte-exact');
+    // The connection it came over (the one used last) carries the next request.
+    const next = await Promise.race([send(`${frontUrl}/v1/functions/f1/echo`), new Promise<Answer>((_resolve, reject) => setTimeout(() => reject(new Error('the next request got no answer in 3 s')), 3000))]);
+    assert.equal(next.status, 200);
+    assert.deepEqual(warnings, [], 'no listener piles up while the client is slow');
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
+test('an HTTP/1.0 request without Host reaches the owner with one', async () => {
+  const text = await new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(new URL(frontUrl).port), '127.0.0.1');
+    let received = '';
+    socket.on('data', (data: Buffer) => (received += data.toString()));
+    socket.on('end', () => resolve(received));
+    socket.on('error', reject);
+    socket.write('GET /v1/functions/f1/echo HTTP/1.0\r\n\r\n');
+  });
+  assert.match(text, /^HTTP\/1\.1 200 /);
+  assert.equal(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).headers.host, new URL(ownerUrl).host);
 });
 
 test('a 5 MB upload streams to the owner as it is sent, and a 5 MB answer comes back byte-exact', async () => {
@@ -513,5 +576,43 @@ test("a fleet host's front door: invocations of a function held elsewhere are fo
     assert.equal(app.server.keepAliveTimeout, 72_000, "Fastify's own server settings");
   } finally {
     await app.close();
+  }
+});
+
+test('a closing front door leaves requests to Fastify, which answers 503 and closes the connection, so the server closes', async () => {
+  const app = Fastify({
+    serverFactory: invocationsForwardedFirst({
+      forwardEarly: (req, res) => {
+        req.resume();
+        setTimeout(() => res.end('forwarded early'), 300); // an invocation under way as the close begins
+        return true;
+      },
+    }),
+  });
+  const url = await listen(app);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 }); // both requests on one connection, in turn
+  const invoke = () => new Promise<Answer>((resolve, reject) => {
+    const req = request(`${url}/v1/functions/remote/invoke`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+  try {
+    const first = invoke();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const start = performance.now();
+    const closed = app.close();
+    const second = invoke();
+    assert.equal((await first).body.toString(), 'forwarded early');
+    const refused = await second;
+    assert.equal(refused.status, 503, 'Fastify answers it (return503OnClosing), not the front door');
+    assert.equal(refused.headers.connection, 'close');
+    await Promise.race([closed, new Promise((_resolve, reject) => setTimeout(() => reject(new Error('the server did not close within 3 s')), 3000))]);
+    assert.ok(performance.now() - start < 3000);
+  } finally {
+    agent.destroy();
   }
 });

@@ -80,8 +80,9 @@ export function invocationsForwardedFirst(fleet: Pick<FleetRouting, 'forwardEarl
     return lambda !== undefined && fleet.forwardEarly(req, res, lambda, lambdaRefusal);
   };
   return (handler) => {
+    // Once Fastify closes the server, every request is its own again: it answers 503 with Connection: close.
     const server = createServer((req, res) => {
-      if (!early(req, res)) handler(req, res);
+      if (!server.listening || !early(req, res)) handler(req, res);
     });
     server.keepAliveTimeout = serverSettings.keepAliveTimeout;
     server.requestTimeout = serverSettings.requestTimeout;

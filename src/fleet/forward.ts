@@ -72,10 +72,18 @@ export interface ForwardHooks {
   refusal?: Refusal;
 }
 
+/** A host requests are forwarded to: its connections, the path its URL puts first, and its host:port. */
+interface Host {
+  connections: HostConnections;
+  path: string;
+  authority: string;
+}
+
 export class Forwarder {
   private readonly connectTimeoutMs: number;
   /** Each host's connections and the path its URL puts before the request's (there are only as many as hosts). */
-  private readonly hosts = new Map<string, { connections: HostConnections; path: string }>();
+  private readonly hosts = new Map<string, Host>();
+  private closed = false;
   readonly forwardedBy: ForwardedBy;
 
   constructor(private readonly options: ForwarderOptions) {
@@ -132,7 +140,7 @@ export class Forwarder {
       failed?.();
       refuse(`host ${target.id} at ${target.url} ${reason}`);
     };
-    let host: { connections: HostConnections; path: string };
+    let host: Host;
     try {
       host = this.host(target.url);
     } catch (error) {
@@ -141,7 +149,7 @@ export class Forwarder {
     }
     relay(incoming, res, {
       connections: host.connections,
-      head: this.head(incoming, host.path),
+      head: this.head(incoming, host),
       body: incoming.headers['content-length'] !== undefined ? 'sized' : incoming.headers['transfer-encoding'] !== undefined ? 'chunked' : 'none',
       method: incoming.method ?? 'GET',
       headersOut: endToEnd,
@@ -157,10 +165,11 @@ export class Forwarder {
    * path before them), the end-to-end headers as the client sent them (Host too: SigV4 signatures cover it),
    * then the fleet's own. Node's parser has refused any CR or LF in them already.
    */
-  private head(incoming: IncomingMessage, basePath: string): string {
+  private head(incoming: IncomingMessage, host: Host): string {
     const headers = endToEnd(incoming.rawHeaders);
-    let head = `${incoming.method ?? 'GET'} ${basePath}${incoming.url ?? '/'} HTTP/1.1\r\n`;
+    let head = `${incoming.method ?? 'GET'} ${host.path}${incoming.url ?? '/'} HTTP/1.1\r\n`;
     for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    if (incoming.headers.host === undefined) head += `host: ${host.authority}\r\n`; // an HTTP/1.0 client's request
     if (incoming.headers['content-length'] === undefined && incoming.headers['transfer-encoding'] !== undefined) head += 'transfer-encoding: chunked\r\n';
     return `${head}${clusterSecretHeader}: ${this.options.secret}\r\n${forwardedByHeader}: ${this.options.hostId}\r\n${forwardedForHeader}: ${incoming.socket.remoteAddress ?? 'unknown'}\r\n\r\n`;
   }
@@ -172,21 +181,29 @@ export class Forwarder {
     return host !== undefined && typeof address === 'string' && address !== '' ? { address, host } : undefined;
   }
 
-  /** A host's connections, made on first use. */
-  private host(url: string): { connections: HostConnections; path: string } {
+  /** A host's connections, made on first use (there are only as many as hosts, unless URLs keep changing). */
+  private host(url: string): Host {
+    if (this.closed) throw new Error('this host is shutting down');
     let host = this.hosts.get(url);
     if (!host) {
       const parsed = new URL(url);
       if (parsed.protocol !== 'http:') throw new Error(`unsupported protocol ${parsed.protocol}`);
       const port = parsed.port === '' ? 80 : Number(parsed.port);
-      host = { connections: new HostConnections(parsed.hostname.replace(/^\[(.*)\]$/, '$1'), port, this.connectTimeoutMs), path: parsed.pathname.replace(/\/$/, '') };
+      if (this.hosts.size >= 1024) this.closeConnections();
+      const connections = new HostConnections(parsed.hostname.replace(/^\[(.*)\]$/, '$1'), port, this.connectTimeoutMs);
+      host = { connections, path: parsed.pathname.replace(/\/$/, ''), authority: parsed.host };
       this.hosts.set(url, host);
     }
     return host;
   }
 
-  /** Closes the kept-alive connections. */
+  /** Closes the kept-alive connections; requests forwarded from now on get 503. */
   close(): void {
+    this.closed = true;
+    this.closeConnections();
+  }
+
+  private closeConnections(): void {
     for (const { connections } of this.hosts.values()) connections.close();
     this.hosts.clear();
   }

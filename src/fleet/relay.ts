@@ -6,6 +6,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { HTTPParser } from 'http-parser-js';
 
+// Header bytes as they are, as Node reads and writes them (its default, 'ascii', would drop the high bit).
+HTTPParser.encoding = 'latin1';
+
 /** A kept-alive connection unused this long is closed (well inside Node's and Fastify's keep-alive timeouts). */
 const idleMs = 4_000;
 const maxIdle = 64;
@@ -21,8 +24,8 @@ export class HostConnections {
   take(): Socket {
     for (let kept = this.idle.pop(); kept; kept = this.idle.pop()) {
       const { socket, drop } = kept;
-      socket.off('data', drop).off('close', drop).off('error', drop).off('timeout', drop).setTimeout(0);
-      if (!socket.destroyed) return socket;
+      socket.off('data', drop).off('end', drop).off('close', drop).off('error', drop).off('timeout', drop).setTimeout(0);
+      if (socket.readyState === 'open') return socket; // not one the host has half closed
     }
     const socket = connect({ host: this.host, port: this.port, noDelay: true });
     const late = () => socket.destroy(new Error(`no connection within ${this.connectTimeoutMs} ms`));
@@ -41,7 +44,7 @@ export class HostConnections {
       if (at >= 0) this.idle.splice(at, 1);
       socket.destroy();
     };
-    socket.on('data', drop).on('close', drop).on('error', drop).setTimeout(idleMs).on('timeout', drop);
+    socket.on('data', drop).on('end', drop).on('close', drop).on('error', drop).setTimeout(idleMs).on('timeout', drop);
     this.idle.push({ socket, drop });
   }
 
@@ -75,6 +78,7 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
   let keepAlive = false;
   let informational = false;
   let bodyWritten = false;
+  let waitingForClient = false;
   const parser = new HTTPParser(HTTPParser.RESPONSE);
   const sending = sendRequest(incoming, socket, exchange.head, exchange.body);
 
@@ -99,6 +103,10 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
   };
   const onError = (error: Error) => fail(`is unreachable: ${error.message}`);
   const onClose = () => fail('is unreachable: socket hang up (it closed the connection without answering)');
+  const onClientDrain = () => {
+    waitingForClient = false;
+    socket.resume();
+  };
   socket.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
 
   parser[HTTPParser.kOnHeadersComplete] = (info) => {
@@ -112,7 +120,7 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
     }
     exchange.answered(info.statusCode);
     try {
-      res.writeHead(info.statusCode, info.statusMessage, exchange.headersOut(info.headers));
+      writeHead(res, info.statusCode, info.statusMessage, exchange.headersOut(info.headers));
     } catch (error) {
       fail(`sent a head this host cannot pass on: ${error instanceof Error ? error.message : String(error)}`);
       return 1;
@@ -124,9 +132,10 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
   parser[HTTPParser.kOnBody] = (chunk, offset, length) => {
     if (phase !== 'answering') return;
     bodyWritten = true;
-    if (!res.write(chunk.subarray(offset, offset + length))) {
+    if (!res.write(chunk.subarray(offset, offset + length)) && !waitingForClient) {
+      waitingForClient = true; // the client reads slower than the host sends: the host waits for it
       socket.pause();
-      res.once('drain', () => socket.resume());
+      res.once('drain', onClientDrain);
     }
   };
   parser[HTTPParser.kOnMessageComplete] = () => {
@@ -137,16 +146,38 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
     if (phase !== 'answering') return;
     phase = 'done';
     res.end();
-    socket.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
-    if (keepAlive && sending.done()) exchange.connections.give(socket);
+    res.off('drain', onClientDrain);
+    socket.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose).resume();
+    // Reusable if the host keeps it open, has the whole request, and sent nothing after this answer.
+    if (keepAlive && sending.done() && !parsingBeyondTheAnswer(parser)) exchange.connections.give(socket);
     else {
-      socket.destroy(); // the owner answered before the whole body was sent (or will close): not reusable
+      socket.destroy();
       sending.stop();
     }
   };
   res.on('close', () => {
     if (phase !== 'done') fail('the client went away'); // the request to the owner goes with it
   });
+}
+
+/**
+ * The answer's head: its headers replace any of those names set already (CORS, by an earlier hook), repeated ones
+ * (Set-Cookie) kept apart. writeHead with the list would merge them one name at a time, keeping only the last.
+ */
+function writeHead(res: ServerResponse, status: number, message: string, raw: string[]): void {
+  for (let i = 0; i < raw.length; i += 2) res.removeHeader(raw[i] ?? '');
+  for (let i = 0; i + 1 < raw.length; i += 2) res.appendHeader(raw[i] ?? '', raw[i + 1] ?? '');
+  res.writeHead(status, message);
+}
+
+/**
+ * Whether the data being parsed goes on past the answer just completed (a host out of step). http-parser-js keeps
+ * its position in fields of its own: `offset` and `end` of the chunk under way, read here as what they are.
+ */
+function parsingBeyondTheAnswer(parser: object): boolean {
+  const offset: unknown = Reflect.get(parser, 'offset');
+  const end: unknown = Reflect.get(parser, 'end');
+  return typeof offset !== 'number' || typeof end !== 'number' || offset < end;
 }
 
 /**
@@ -174,11 +205,11 @@ function sendRequest(incoming: IncomingMessage, socket: Socket, head: string, bo
     if (socket.writableCorked) socket.uncork();
   };
   if (body === 'none') {
-    socket.write(head);
+    socket.write(head, 'latin1');
     ended = true;
   } else {
     socket.cork();
-    socket.write(head);
+    socket.write(head, 'latin1');
     incoming.on('data', onData).on('end', onEnd);
   }
   incoming.resume();

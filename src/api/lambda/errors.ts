@@ -1,5 +1,6 @@
 // Errors on the Lambda routes, as the AWS SDKs parse them: the type in `x-amzn-ErrorType` and a JSON body with
 // the message. Domain errors (FunctionError kinds) map to Lambda's types here, in one place.
+import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { FunctionError, type ErrorKind } from '../../functions/errors.js';
@@ -49,6 +50,7 @@ const bodyOf = (error: LambdaError) => ({ Type: error.status >= 500 ? 'Service' 
 export function lambdaRefusal(res: ServerResponse, message: string): void {
   const error = new LambdaError(typeOf.unavailable.type, typeOf.unavailable.status, message);
   const text = JSON.stringify(bodyOf(error));
+  if (!res.hasHeader('x-amzn-requestid')) res.setHeader('x-amzn-requestid', randomUUID()); // refused before the route set one
   res.writeHead(error.status, { 'content-type': 'application/json', 'x-amzn-errortype': error.type, 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
