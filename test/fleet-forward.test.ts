@@ -313,8 +313,19 @@ test('answers with no body (HEAD, 204) pass as such, and requests share one kept
 });
 
 test('an owner that refuses an upload before reading it: its answer reaches the client, and its connection is not reused', async () => {
-  const body = randomBytes(2 * 1024 * 1024);
-  const refused = await send(`${frontUrl}/v1/functions/f1/refused`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
+  // The rest of the body is sent only once the answer is in: the owner answered with the body still on its way.
+  const refused = await new Promise<Answer>((resolve, reject) => {
+    const req = request(`${frontUrl}/v1/functions/f1/refused`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': 2 * 65536 }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        req.end(randomBytes(65536));
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+      });
+    });
+    req.on('error', reject);
+    req.write(randomBytes(65536));
+  });
   assert.equal(refused.status, 413);
   assert.deepEqual(json(refused), { error: 'too large' });
   const connections = seen.connections;

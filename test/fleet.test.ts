@@ -47,7 +47,7 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
     await fleet.open();
     // No host has room for 4096 MiB (the largest function); C takes functions of 128 MiB at most, one at a time.
     await startHost('a', { FNVM_HOST_MEMORY_MB: '2048', FNVM_LOG_LEVEL: 'info' }); // its request log is read below
-    await startHost('b', { FNVM_HOST_MEMORY_MB: '2048' });
+    await startHost('b', { FNVM_HOST_MEMORY_MB: '2048', FNVM_LOG_LEVEL: 'info' }); // and its
     await startHost('c', { FNVM_HOST_MEMORY_MB: '200' });
   });
   after(() => fleet.stop());
@@ -81,6 +81,12 @@ describe('a fleet of three hosts on one PostgreSQL', () => {
     assert.equal(lambda.status, 200);
     assert.deepEqual(await lambda.json(), { version: 1, n: 'lambda' });
     assert.ok(lambda.headers.get('x-amzn-requestid'));
+    // B routed only its first invocation (it looked the owner up); the later ones, the Lambda one too, it forwarded
+    // before routing, to the owner it remembered: they are in A's log (above), not in B's.
+    const routedByB = (path: string) => (hosts.get('b')?.output() ?? '').split('\n').filter((line) => line.includes('"msg":"incoming request"') && line.includes(`"url":"${path}"`)).length;
+    assert.equal(routedByB('/v1/functions/echo/invoke'), 1);
+    assert.equal(routedByB('/2015-03-31/functions/echo/invocations'), 0);
+    assert.equal(routedByB('/v1/functions/echo'), 0, 'B has not been asked for the function itself yet');
 
     // Every host's event stream sees the change, whichever host it went through.
     const streams = await Promise.all(['b', 'c'].map((via) => follow(`${url(via)}/v1/events`)));
