@@ -144,9 +144,15 @@ const rawAnswers: Record<string, string> = {
   '/v1/functions/raw/continue': 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
   '/v1/functions/raw/until-close': 'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it, until the connection closes',
   '/v1/functions/raw/huge-head': `HTTP/1.1 200 OK\r\n${'x-filler: ' + 'y'.repeat(1000) + '\r\n'}`.repeat(100),
-  // Two answers to one request, the connection left open.
+  // Two answers to one request, or one and then some bytes: the connection left open (keptOpen).
   '/v1/functions/raw/twice': 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond',
+  '/v1/functions/raw/junk': 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokJUNK',
+  // Heads Node would refuse to send on: a control character in the status message, a status below 100.
+  '/v1/functions/raw/control': 'HTTP/1.1 200 O\x01K\r\ncontent-length: 0\r\n\r\n',
+  '/v1/functions/raw/odd-status': 'HTTP/1.1 099 Odd\r\nset-cookie: owner=1\r\ncontent-encoding: gzip\r\ncontent-length: 0\r\n\r\n',
+  '/v1/functions/raw/two-lengths': 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok',
 };
+const keptOpen = new Set(['/v1/functions/raw/twice', '/v1/functions/raw/junk']);
 let rawConnections = 0;
 
 function rawOwner(): Server {
@@ -158,7 +164,7 @@ function rawOwner(): Server {
       if (!text.includes('\r\n\r\n')) return;
       const path = text.split(' ')[1] ?? '';
       text = '';
-      if (path === '/v1/functions/raw/twice') socket.write(rawAnswers[path] ?? '');
+      if (keptOpen.has(path)) socket.write(rawAnswers[path] ?? '');
       else socket.end(rawAnswers[path] ?? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
     });
     socket.on('error', () => {});
@@ -333,7 +339,7 @@ test('an owner that refuses an upload before reading it: its answer reaches the 
   assert.equal(seen.connections, connections + 1, 'on a new connection: the old one had an unsent body in it');
 });
 
-test('an owner answer that is not HTTP, or whose head is too large, is a 503; 100 Continue and close-delimited bodies pass; a second answer spoils its connection', async () => {
+test('an owner answer that is not HTTP, has a head too large or unsendable, is a 503; 100 Continue and close-delimited bodies pass; bytes past an answer spoil its connection', async () => {
   const garbage = await send(`${frontUrl}/v1/functions/raw/garbage`);
   assert.equal(garbage.status, 503);
   assert.match(json(garbage).error, /^host raw at .* sent a malformed answer/);
@@ -344,11 +350,22 @@ test('an owner answer that is not HTTP, or whose head is too large, is a 503; 10
   assert.deepEqual([continued.status, continued.body.toString()], [200, 'ok'], 'the final answer, not the interim one');
   const untilClose = await send(`${frontUrl}/v1/functions/raw/until-close`);
   assert.deepEqual([untilClose.status, untilClose.body.toString()], [200, 'all of it, until the connection closes']);
-  const twice = await send(`${frontUrl}/v1/functions/raw/twice`);
-  assert.deepEqual([twice.status, twice.body.toString()], [200, 'first']);
-  const connections = rawConnections;
-  assert.deepEqual((await send(`${frontUrl}/v1/functions/raw/continue`)).body.toString(), 'ok');
-  assert.equal(rawConnections, connections + 1, 'the connection that carried a second answer is not used again');
+  for (const [path, body] of [['twice', 'first'], ['junk', 'ok']]) {
+    const answer = await send(`${frontUrl}/v1/functions/raw/${path}`);
+    assert.deepEqual([answer.status, answer.body.toString()], [200, body]);
+    const connections = rawConnections;
+    assert.deepEqual((await send(`${frontUrl}/v1/functions/raw/continue`)).body.toString(), 'ok');
+    assert.equal(rawConnections, connections + 1, `${path}: the connection that carried more than its answer is not used again`);
+  }
+  // Refused before anything of the owner's head reaches the client's answer (no cookie, no gzip on a JSON 503).
+  for (const path of ['control', 'odd-status']) {
+    const refused = await send(`${frontUrl}/v1/functions/raw/${path}`);
+    assert.equal(refused.status, 503, path);
+    assert.match(json(refused).error, /^host raw at .* sent a head this host cannot pass on: /);
+    assert.deepEqual([refused.headers['set-cookie'], refused.headers['content-encoding']], [undefined, undefined]);
+  }
+  const lengths = await send(`${frontUrl}/v1/functions/raw/two-lengths`);
+  assert.deepEqual([lengths.status, lengths.headers['content-length'], lengths.body.toString()], [200, '2', 'ok'], 'one Content-Length, which a client accepts');
 });
 
 test('a client that reads slowly holds the owner back, and the connection serves the next request once the answer is done', async () => {
@@ -376,8 +393,10 @@ test('a client that reads slowly holds the owner back, and the connection serves
     assert.match(received.subarray(0, split).toString(), /^HTTP\/1\.1 200 /);
     assert.equal(sha256(received.subarray(split + 4)), sha256(download), 'byte-exact');
     // The connection it came over (the one used last) carries the next request.
+    const connections = seen.connections;
     const next = await Promise.race([send(`${frontUrl}/v1/functions/f1/echo`), new Promise<Answer>((_resolve, reject) => setTimeout(() => reject(new Error('the next request got no answer in 3 s')), 3000))]);
     assert.equal(next.status, 200);
+    assert.equal(seen.connections, connections, 'no new connection to the owner');
     assert.deepEqual(warnings, [], 'no listener piles up while the client is slow');
   } finally {
     process.off('warning', onWarning);

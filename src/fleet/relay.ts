@@ -2,7 +2,7 @@
 // given, the body streamed as it arrives, and the answer parsed (http-parser-js) only to frame it, its body written
 // on as it comes. Node's http client does the same with a ClientRequest, an IncomingMessage and an agent per
 // request; here that was a third of a forwarded invoke's extra hop (bench/fleet.ts).
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { HTTPParser } from 'http-parser-js';
 
@@ -118,13 +118,14 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
       informational = true; // 100 Continue and the like: the answer is still to come
       return 1;
     }
-    exchange.answered(info.statusCode);
-    try {
-      writeHead(res, info.statusCode, info.statusMessage, exchange.headersOut(info.headers));
-    } catch (error) {
-      fail(`sent a head this host cannot pass on: ${error instanceof Error ? error.message : String(error)}`);
+    const headers = exchange.headersOut(info.headers);
+    const unfit = unfitHead(info.statusCode, info.statusMessage, headers);
+    if (unfit !== undefined) {
+      fail(`sent a head this host cannot pass on: ${unfit}`); // checked first: the refusal goes out untouched by it
       return 1;
     }
+    exchange.answered(info.statusCode);
+    writeHead(res, info.statusCode, info.statusMessage, headers);
     phase = 'answering';
     keepAlive = info.shouldKeepAlive;
     return exchange.method === 'HEAD' || info.statusCode === 204 || info.statusCode === 304 ? 1 : 0;
@@ -166,8 +167,27 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
  */
 function writeHead(res: ServerResponse, status: number, message: string, raw: string[]): void {
   for (let i = 0; i < raw.length; i += 2) res.removeHeader(raw[i] ?? '');
-  for (let i = 0; i + 1 < raw.length; i += 2) res.appendHeader(raw[i] ?? '', raw[i + 1] ?? '');
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    // The parser let a repeated, equal Content-Length through; a client must see it once.
+    if (name.toLowerCase() !== 'content-length' || !res.hasHeader(name)) res.appendHeader(name, raw[i + 1] ?? '');
+  }
   res.writeHead(status, message);
+}
+
+/** Why Node would refuse to send this head (what the parser lets through, it does not), or undefined. */
+function unfitHead(status: number, message: string, raw: string[]): string | undefined {
+  if (!Number.isInteger(status) || status < 200 || status > 999) return `status ${status}`;
+  if (/[^\t\x20-\x7e\x80-\xff]/.test(message)) return 'a control character in the status message';
+  try {
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      validateHeaderName(raw[i] ?? '');
+      validateHeaderValue(raw[i] ?? '', raw[i + 1] ?? '');
+    }
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+  return undefined;
 }
 
 /**
