@@ -20,9 +20,9 @@ const download = randomBytes(5 * 1024 * 1024);
 interface Answer { status: number; headers: IncomingHttpHeaders; body: Buffer }
 
 /** One request on its own connection; `body` chunks are written in turn, each after the promise before it. */
-function send(url: string, options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer; localAddress?: string } = {}): Promise<Answer> {
+function send(url: string, options: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer; localAddress?: string; agent?: Agent } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false, localAddress: options.localAddress }, (res) => {
+    const req = request(url, { method: options.method ?? 'GET', headers: options.headers, agent: options.agent ?? false, localAddress: options.localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -30,6 +30,30 @@ function send(url: string, options: { method?: string; headers?: OutgoingHttpHea
     });
     req.on('error', reject);
     req.end(options.body);
+  });
+}
+
+/**
+ * A request written by hand to the front; what comes back until the connection closes (an HTTP/1.0 request,
+ * so the body arrives as is). `slowly`: read 8 KiB a millisecond.
+ */
+function sendRaw(text: string, { slowly = false } = {}): Promise<{ head: string; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(frontUrl).port), '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = slowly ? setInterval(() => {
+      const chunk = socket.read(8192) as Buffer | null;
+      if (chunk !== null) chunks.push(chunk);
+    }, 1) : undefined;
+    if (!slowly) socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('end', () => {
+      clearInterval(timer);
+      const received = Buffer.concat(chunks);
+      const split = received.indexOf('\r\n\r\n');
+      resolve({ head: received.subarray(0, split).toString(), body: received.subarray(split + 4) });
+    });
+    socket.on('error', reject);
+    socket.write(text);
   });
 }
 
@@ -147,9 +171,11 @@ const rawAnswers: Record<string, string> = {
   // Two answers to one request, or one and then some bytes: the connection left open (keptOpen).
   '/v1/functions/raw/twice': 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond',
   '/v1/functions/raw/junk': 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokJUNK',
-  // Heads Node would refuse to send on: a control character in the status message, a status below 100.
+  // Heads Node would refuse to send on: a control character in the status message, a status below 100, a control
+  // character in a header's value after two good headers.
   '/v1/functions/raw/control': 'HTTP/1.1 200 O\x01K\r\ncontent-length: 0\r\n\r\n',
   '/v1/functions/raw/odd-status': 'HTTP/1.1 099 Odd\r\nset-cookie: owner=1\r\ncontent-encoding: gzip\r\ncontent-length: 0\r\n\r\n',
+  '/v1/functions/raw/bad-value': 'HTTP/1.1 200 OK\r\nset-cookie: owner=1\r\nx-served-by: raw\r\nx-bad: a\x01b\r\ncontent-length: 0\r\n\r\n',
   '/v1/functions/raw/two-lengths': 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok',
 };
 const keptOpen = new Set(['/v1/functions/raw/twice', '/v1/functions/raw/junk']);
@@ -358,11 +384,12 @@ test('an owner answer that is not HTTP, has a head too large or unsendable, is a
     assert.equal(rawConnections, connections + 1, `${path}: the connection that carried more than its answer is not used again`);
   }
   // Refused before anything of the owner's head reaches the client's answer (no cookie, no gzip on a JSON 503).
-  for (const path of ['control', 'odd-status']) {
+  for (const path of ['control', 'odd-status', 'bad-value']) {
     const refused = await send(`${frontUrl}/v1/functions/raw/${path}`);
     assert.equal(refused.status, 503, path);
     assert.match(json(refused).error, /^host raw at .* sent a head this host cannot pass on: /);
     assert.deepEqual([refused.headers['set-cookie'], refused.headers['content-encoding']], [undefined, undefined]);
+    assert.deepEqual([refused.headers['x-front'], refused.headers['x-served-by']], ['set', 'front'], `${path}: the front's own headers as they were`);
   }
   const lengths = await send(`${frontUrl}/v1/functions/raw/two-lengths`);
   assert.deepEqual([lengths.status, lengths.headers['content-length'], lengths.body.toString()], [200, '2', 'ok'], 'one Content-Length, which a client accepts');
@@ -375,23 +402,9 @@ test('a client that reads slowly holds the owner back, and the connection serves
   try {
     // 5 MiB in 1 KiB chunks read 8 KiB a millisecond: the front's writes to the client fill up long before the owner
     // is done, many chunks to each of its reads.
-    const received = await new Promise<Buffer>((resolve, reject) => {
-      const socket = connect(Number(new URL(frontUrl).port), '127.0.0.1');
-      const chunks: Buffer[] = [];
-      socket.write('GET /v1/functions/f1/chunks HTTP/1.0\r\nhost: front\r\n\r\n'); // 1.0: the body as is, to the close
-      const timer = setInterval(() => {
-        const chunk = socket.read(8192) as Buffer | null;
-        if (chunk !== null) chunks.push(chunk);
-      }, 1);
-      socket.on('end', () => {
-        clearInterval(timer);
-        resolve(Buffer.concat(chunks));
-      });
-      socket.on('error', reject);
-    });
-    const split = received.indexOf('\r\n\r\n');
-    assert.match(received.subarray(0, split).toString(), /^HTTP\/1\.1 200 /);
-    assert.equal(sha256(received.subarray(split + 4)), sha256(download), 'byte-exact');
+    const received = await sendRaw('GET /v1/functions/f1/chunks HTTP/1.0\r\nhost: front\r\n\r\n', { slowly: true });
+    assert.match(received.head, /^HTTP\/1\.1 200 /);
+    assert.equal(sha256(received.body), sha256(download), 'byte-exact');
     // The connection it came over (the one used last) carries the next request.
     const connections = seen.connections;
     const next = await Promise.race([send(`${frontUrl}/v1/functions/f1/echo`), new Promise<Answer>((_resolve, reject) => setTimeout(() => reject(new Error('the next request got no answer in 3 s')), 3000))]);
@@ -404,16 +417,9 @@ test('a client that reads slowly holds the owner back, and the connection serves
 });
 
 test('an HTTP/1.0 request without Host reaches the owner with one', async () => {
-  const text = await new Promise<string>((resolve, reject) => {
-    const socket = connect(Number(new URL(frontUrl).port), '127.0.0.1');
-    let received = '';
-    socket.on('data', (data: Buffer) => (received += data.toString()));
-    socket.on('end', () => resolve(received));
-    socket.on('error', reject);
-    socket.write('GET /v1/functions/f1/echo HTTP/1.0\r\n\r\n');
-  });
-  assert.match(text, /^HTTP\/1\.1 200 /);
-  assert.equal(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).headers.host, new URL(ownerUrl).host);
+  const { head, body } = await sendRaw('GET /v1/functions/f1/echo HTTP/1.0\r\n\r\n');
+  assert.match(head, /^HTTP\/1\.1 200 /);
+  assert.equal(JSON.parse(body.toString()).headers.host, new URL(ownerUrl).host);
 });
 
 test('a 5 MB upload streams to the owner as it is sent, and a 5 MB answer comes back byte-exact', async () => {
@@ -621,15 +627,7 @@ test('a closing front door leaves requests to Fastify, which answers 503 and clo
   });
   const url = await listen(app);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 }); // both requests on one connection, in turn
-  const invoke = () => new Promise<Answer>((resolve, reject) => {
-    const req = request(`${url}/v1/functions/remote/invoke`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-    });
-    req.on('error', reject);
-    req.end('{}');
-  });
+  const invoke = () => send(`${url}/v1/functions/remote/invoke`, { method: 'POST', agent, headers: { 'content-type': 'application/json' }, body: '{}' });
   try {
     const first = invoke();
     await new Promise((resolve) => setTimeout(resolve, 50));

@@ -15,7 +15,7 @@ import type { Store } from '../store/types.js';
 import { ChangeFeed } from './changes.js';
 import { pgTypes } from '../store/postgres.js';
 import { checkClusterSecret, requireClusterSecret } from './cluster-secret.js';
-import { Forwarder, type ForwardedClient, type Refusal } from './forward.js';
+import { Forwarder, type ForwardedClient, type ForwardHooks, type ForwardTarget, type Refusal } from './forward.js';
 import { FleetMember, type HeldFunctions } from './member.js';
 import { PackageBlobs, type PackageBlobTables } from './package-blobs.js';
 import { OwnerCache } from './owners.js';
@@ -139,7 +139,7 @@ export class Fleet {
       hostId: this.hostId,
       holds: (ref) => this.functions?.holds(ref) ?? false,
       locate: (ref) => this.owners.locate(ref),
-      forward: (request, reply, target) => this.forwarder.forward(request, reply, target, { failed: () => this.owners.failed(target.id), refusal }),
+      forward: (request, reply, target) => this.forwarder.forward(request, reply, target, this.hooksFor(target, refusal)),
       functionOf,
     });
   }
@@ -153,8 +153,13 @@ export class Fleet {
     if (this.functions === undefined || this.functions.holds(ref)) return false;
     const owner = this.owners.remembered(ref);
     if (owner === undefined || owner.id === this.hostId) return false;
-    this.forwarder.forwardRaw(incoming, res, owner, { failed: () => this.owners.failed(owner.id), refusal });
+    this.forwarder.forwardRaw(incoming, res, owner, this.hooksFor(owner, refusal));
     return true;
+  }
+
+  /** A forward that fails makes this host forget that owner; `refusal` writes the 503 in the route's API's format. */
+  private hooksFor(target: ForwardTarget, refusal: Refusal | undefined): ForwardHooks {
+    return { failed: () => this.owners.failed(target.id), refusal };
   }
 
   hosts(): Promise<HostView[]> {

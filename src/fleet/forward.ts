@@ -3,7 +3,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { clusterSecretHeader, secretMatcher } from './cluster-secret.js';
-import { HostConnections, relay, type Exchange } from './relay.js';
+import { framingOf, HostConnections, relay, type Exchange, type Framing } from './relay.js';
 
 /** Set by the forwarding host (with the cluster secret): the owner knows it was forwarded; it never goes further. */
 export const forwardedByHeader = 'x-fnvm-forwarded-by';
@@ -147,11 +147,11 @@ export class Forwarder {
       noAnswer(`is unreachable: ${error instanceof Error ? error.message : String(error)}`); // a URL we cannot use
       return;
     }
+    const body = framingOf(incoming);
     relay(incoming, res, {
       connections: host.connections,
-      head: this.head(incoming, host),
-      body: incoming.headers['content-length'] !== undefined ? 'sized' : incoming.headers['transfer-encoding'] !== undefined ? 'chunked' : 'none',
-      method: incoming.method ?? 'GET',
+      head: this.head(incoming, host, body),
+      body,
       headersOut: endToEnd,
       noAnswer,
       answered: (status) => {
@@ -165,12 +165,12 @@ export class Forwarder {
    * path before them), the end-to-end headers as the client sent them (Host too: SigV4 signatures cover it),
    * then the fleet's own. Node's parser has refused any CR or LF in them already.
    */
-  private head(incoming: IncomingMessage, host: Host): string {
+  private head(incoming: IncomingMessage, host: Host, body: Framing): string {
     const headers = endToEnd(incoming.rawHeaders);
     let head = `${incoming.method ?? 'GET'} ${host.path}${incoming.url ?? '/'} HTTP/1.1\r\n`;
     for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
     if (incoming.headers.host === undefined) head += `host: ${host.authority}\r\n`; // an HTTP/1.0 client's request
-    if (incoming.headers['content-length'] === undefined && incoming.headers['transfer-encoding'] !== undefined) head += 'transfer-encoding: chunked\r\n';
+    if (body === 'chunked') head += 'transfer-encoding: chunked\r\n'; // the client's (hop by hop) was dropped
     return `${head}${clusterSecretHeader}: ${this.options.secret}\r\n${forwardedByHeader}: ${this.options.hostId}\r\n${forwardedForHeader}: ${incoming.socket.remoteAddress ?? 'unknown'}\r\n\r\n`;
   }
 

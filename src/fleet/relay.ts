@@ -2,7 +2,7 @@
 // given, the body streamed as it arrives, and the answer parsed (http-parser-js) only to frame it, its body written
 // on as it comes. Node's http client does the same with a ClientRequest, an IncomingMessage and an agent per
 // request; here that was a third of a forwarded invoke's extra hop (bench/fleet.ts).
-import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { HTTPParser } from 'http-parser-js';
 
@@ -54,13 +54,19 @@ export class HostConnections {
   }
 }
 
+/** How a request's body goes: none, as received (Content-Length), or chunked again (it came chunked). */
+export type Framing = 'none' | 'sized' | 'chunked';
+
+export function framingOf(incoming: IncomingMessage): Framing {
+  if (incoming.headers['content-length'] !== undefined) return 'sized';
+  return incoming.headers['transfer-encoding'] !== undefined ? 'chunked' : 'none';
+}
+
 export interface Exchange {
   connections: HostConnections;
   /** The request line and headers, ending with the empty line. */
   head: string;
-  /** How the body goes: none, as received (Content-Length), or chunked again (it came chunked). */
-  body: 'none' | 'sized' | 'chunked';
-  method: string;
+  body: Framing;
   /** The answer's headers as the client gets them (flat name, value list, as received). */
   headersOut: (raw: string[]) => string[];
   /** No answer will come: nothing was written to the client yet. */
@@ -97,17 +103,17 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
     // An answer with no body yet (an event stream): its head goes now, so that the client sees it open.
     else if (phase === 'answering' && !bodyWritten) res.flushHeaders();
   };
+  const hangUp = () => fail('is unreachable: socket hang up (it closed the connection without answering)');
   const onEnd = () => {
     if (phase === 'answering') parser.finish(); // a body that lasts until the connection closes ends here
-    fail('is unreachable: socket hang up (it closed the connection without answering)');
+    hangUp();
   };
   const onError = (error: Error) => fail(`is unreachable: ${error.message}`);
-  const onClose = () => fail('is unreachable: socket hang up (it closed the connection without answering)');
   const onClientDrain = () => {
     waitingForClient = false;
     socket.resume();
   };
-  socket.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  socket.on('data', onData).on('end', onEnd).on('error', onError).on('close', hangUp);
 
   parser[HTTPParser.kOnHeadersComplete] = (info) => {
     if (phase !== 'waiting') {
@@ -118,17 +124,15 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
       informational = true; // 100 Continue and the like: the answer is still to come
       return 1;
     }
-    const headers = exchange.headersOut(info.headers);
-    const unfit = unfitHead(info.statusCode, info.statusMessage, headers);
+    const unfit = writeHead(res, info.statusCode, info.statusMessage, exchange.headersOut(info.headers));
     if (unfit !== undefined) {
-      fail(`sent a head this host cannot pass on: ${unfit}`); // checked first: the refusal goes out untouched by it
+      fail(`sent a head this host cannot pass on: ${unfit}`);
       return 1;
     }
     exchange.answered(info.statusCode);
-    writeHead(res, info.statusCode, info.statusMessage, headers);
     phase = 'answering';
     keepAlive = info.shouldKeepAlive;
-    return exchange.method === 'HEAD' || info.statusCode === 204 || info.statusCode === 304 ? 1 : 0;
+    return incoming.method === 'HEAD' || info.statusCode === 204 || info.statusCode === 304 ? 1 : 0;
   };
   parser[HTTPParser.kOnBody] = (chunk, offset, length) => {
     if (phase !== 'answering') return;
@@ -148,7 +152,7 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
     phase = 'done';
     res.end();
     res.off('drain', onClientDrain);
-    socket.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose).resume();
+    socket.off('data', onData).off('end', onEnd).off('error', onError).off('close', hangUp).resume();
     // Reusable if the host keeps it open, has the whole request, and sent nothing after this answer.
     if (keepAlive && sending.done() && !parsingBeyondTheAnswer(parser)) exchange.connections.give(socket);
     else {
@@ -162,31 +166,28 @@ export function relay(incoming: IncomingMessage, res: ServerResponse, exchange: 
 }
 
 /**
- * The answer's head: its headers replace any of those names set already (CORS, by an earlier hook), repeated ones
- * (Set-Cookie) kept apart. writeHead with the list would merge them one name at a time, keeping only the last.
+ * Writes the answer's head, or says why Node would not send it (the parser lets through what Node refuses) and
+ * leaves `res` as it was, so that the refusal goes out clean. Its headers replace any of those names set already
+ * (CORS, by an earlier hook), repeated ones (Set-Cookie) kept apart: writeHead with the list would merge them one
+ * name at a time, keeping only the last. appendHeader checks each name and value, once.
  */
-function writeHead(res: ServerResponse, status: number, message: string, raw: string[]): void {
-  for (let i = 0; i < raw.length; i += 2) res.removeHeader(raw[i] ?? '');
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i] ?? '';
-    // The parser let a repeated, equal Content-Length through; a client must see it once.
-    if (name.toLowerCase() !== 'content-length' || !res.hasHeader(name)) res.appendHeader(name, raw[i + 1] ?? '');
-  }
-  res.writeHead(status, message);
-}
-
-/** Why Node would refuse to send this head (what the parser lets through, it does not), or undefined. */
-function unfitHead(status: number, message: string, raw: string[]): string | undefined {
+function writeHead(res: ServerResponse, status: number, message: string, raw: string[]): string | undefined {
   if (!Number.isInteger(status) || status < 200 || status > 999) return `status ${status}`;
   if (/[^\t\x20-\x7e\x80-\xff]/.test(message)) return 'a control character in the status message';
+  const before = res.getHeaderNames().length === 0 ? undefined : res.getHeaders();
   try {
+    for (let i = 0; i < raw.length; i += 2) res.removeHeader(raw[i] ?? '');
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      validateHeaderName(raw[i] ?? '');
-      validateHeaderValue(raw[i] ?? '', raw[i + 1] ?? '');
+      const name = raw[i] ?? '';
+      // The parser let a repeated, equal Content-Length through; a client must see it once.
+      if (name.toLowerCase() !== 'content-length' || !res.hasHeader(name)) res.appendHeader(name, raw[i + 1] ?? '');
     }
   } catch (error) {
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    for (const [name, value] of Object.entries(before ?? {})) if (value !== undefined) res.setHeader(name, value);
     return error instanceof Error ? error.message : String(error);
   }
+  res.writeHead(status, message);
   return undefined;
 }
 
@@ -204,7 +205,7 @@ function parsingBeyondTheAnswer(parser: object): boolean {
  * Writes the head and streams the body, held back by the socket; a small body goes in one packet with the head.
  * `done`: the whole body is written; `stop`: no more of it is sent (the rest is read and dropped).
  */
-function sendRequest(incoming: IncomingMessage, socket: Socket, head: string, body: Exchange['body']): { done: () => boolean; stop: () => void } {
+function sendRequest(incoming: IncomingMessage, socket: Socket, head: string, body: Framing): { done: () => boolean; stop: () => void } {
   let ended = false;
   const onData = (chunk: Buffer) => {
     let more: boolean;
